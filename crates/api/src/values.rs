@@ -544,11 +544,14 @@ section! {
         /// DaemonSet annotations.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub annotations: Option<StringMap>,
-        /// Extra volumes.
+        /// Extra volumes (schema left open: the full Volume schema would push the CRD past
+        /// the size `kubectl apply` can store; the operator validates them when rendering).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "open_list")]
         pub volumes: Option<Vec<Volume>>,
         /// Extra volume mounts.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "open_list")]
         pub volume_mounts: Option<Vec<VolumeMount>>,
         /// Termination grace period (also passed to ztunnel as env).
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,320 @@
+//! Server-side apply of rendered objects under one field manager.
+//!
+//! Every applied object gets the owner's reference and a hash of its desired content. An object
+//! whose live copy carries the same hash and still contains every desired field is left alone,
+//! so a reconcile with nothing to change sends no write. Anything else (new object, changed
+//! render, someone else's edit of a field mizzen owns) is applied with `force`, which repairs
+//! drift. Objects with the owner's inventory label that the render no longer produces are
+//! deleted.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// The field manager of every write mizzen makes.
+pub const FIELD_MANAGER: &str = "mizzen";
+/// Annotation holding the hash of the desired content of an object.
+pub const HASH_ANNOTATION: &str = "mizzen.io/applied-hash";
+
+/// Errors of apply and prune.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A rendered object lacks apiVersion, kind or name.
+    #[error("rendered object is incomplete: {0}")]
+    Incomplete(String),
+    /// The API server refused or failed a request.
+    #[error("{action} {key}: {source}")]
+    Api {
+        /// What was attempted.
+        action: &'static str,
+        /// Which object.
+        key: String,
+        /// The error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The object that owns what is applied (always cluster-scoped in mizzen's API).
+#[derive(Clone, Debug)]
+pub struct Owner {
+    /// e.g. `sailoperator.io/v1`.
+    pub api_version: String,
+    /// e.g. `IstioRevision`.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+}
+
+impl Owner {
+    fn reference(&self) -> Value {
+        json!({
+            "apiVersion": self.api_version, "kind": self.kind, "name": self.name,
+            "uid": self.uid, "controller": true, "blockOwnerDeletion": true,
+        })
+    }
+}
+
+/// What one [`Applier::apply`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Objects written (created or patched), by key.
+    pub written: Vec<String>,
+    /// Objects left alone because they already matched.
+    pub unchanged: usize,
+    /// Objects deleted by pruning, by key.
+    pub pruned: Vec<String>,
+}
+
+/// Applies rendered objects; caches API discovery per kind.
+pub struct Applier {
+    client: Client,
+    resources: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+}
+
+impl Applier {
+    /// An applier using `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            resources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Applies `desired` for `owner`, then deletes every object of the `prunable` kinds that
+    /// carries `inventory` (a `key=value` label) and is not in `desired`.
+    pub async fn apply(
+        &self,
+        owner: &Owner,
+        inventory: (&str, &str),
+        desired: Vec<Value>,
+        prunable: &[GroupVersionKind],
+    ) -> Result<ApplyReport, ApplyError> {
+        let mut report = ApplyReport::default();
+        let mut keep = BTreeSet::new();
+        for mut obj in desired {
+            prepare(&mut obj, owner, inventory);
+            let key = key_of(&obj)?;
+            let api = self.api_for(&obj).await?;
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            keep.insert(key.clone());
+            let live = api.get_opt(&name).await.map_err(|source| ApplyError::Api {
+                action: "get",
+                key: key.clone(),
+                source,
+            })?;
+            if live.as_ref().is_some_and(|l| matches(&obj, l)) {
+                report.unchanged += 1;
+                continue;
+            }
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .map_err(|source| ApplyError::Api {
+                action: "apply",
+                key: key.clone(),
+                source,
+            })?;
+            report.written.push(key);
+        }
+        let selector = format!("{}={}", inventory.0, inventory.1);
+        for gvk in prunable {
+            let (ar, caps) = self.resource(gvk).await?;
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            let list = api
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|source| ApplyError::Api {
+                    action: "list",
+                    key: ar.kind.clone(),
+                    source,
+                })?;
+            for item in list.items {
+                let ns = item.metadata.namespace.clone();
+                let name = item.metadata.name.clone().unwrap_or_default();
+                let key = format!(
+                    "{}/{}/{}/{}",
+                    ar.group,
+                    ar.kind,
+                    ns.as_deref().unwrap_or(""),
+                    name
+                );
+                if keep.contains(&key) || item.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let api: Api<DynamicObject> = match (&caps.scope, &ns) {
+                    (Scope::Namespaced, Some(ns)) => {
+                        Api::namespaced_with(self.client.clone(), ns, &ar)
+                    }
+                    _ => Api::all_with(self.client.clone(), &ar),
+                };
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                    Err(source) => {
+                        return Err(ApplyError::Api {
+                            action: "prune",
+                            key,
+                            source,
+                        });
+                    }
+                }
+                report.pruned.push(key);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn api_for(&self, obj: &Value) -> Result<Api<DynamicObject>, ApplyError> {
+        let gvk = gvk_of(obj)?;
+        let (ar, caps) = self.resource(&gvk).await?;
+        Ok(match (caps.scope, obj["metadata"]["namespace"].as_str()) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            _ => Api::all_with(self.client.clone(), &ar),
+        })
+    }
+
+    async fn resource(
+        &self,
+        gvk: &GroupVersionKind,
+    ) -> Result<(ApiResource, ApiCapabilities), ApplyError> {
+        if let Some(r) = self.resources.lock().expect("not poisoned").get(gvk) {
+            return Ok(r.clone());
+        }
+        let r = pinned_kind(&self.client, gvk)
+            .await
+            .map_err(|source| ApplyError::Api {
+                action: "discover",
+                key: format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind),
+                source,
+            })?;
+        self.resources
+            .lock()
+            .expect("not poisoned")
+            .insert(gvk.clone(), r.clone());
+        Ok(r)
+    }
+}
+
+/// Adds the owner reference, the inventory label and the content hash.
+fn prepare(obj: &mut Value, owner: &Owner, inventory: (&str, &str)) {
+    let meta = &mut obj["metadata"];
+    meta["ownerReferences"] = json!([owner.reference()]);
+    meta["labels"][inventory.0] = json!(inventory.1);
+    if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+        a.remove(HASH_ANNOTATION);
+        if a.is_empty() {
+            meta.as_object_mut()
+                .expect("metadata is an object")
+                .remove("annotations");
+        }
+    }
+    let hash = content_hash(obj);
+    obj["metadata"]["annotations"][HASH_ANNOTATION] = json!(hash);
+}
+
+/// A stable hash of an object's JSON (serde_json maps are sorted).
+pub fn content_hash(obj: &Value) -> String {
+    let digest = Sha256::digest(obj.to_string().as_bytes());
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the live object already is what `desired` asks for.
+fn matches(desired: &Value, live: &DynamicObject) -> bool {
+    let live = serde_json::to_value(live).unwrap_or(Value::Null);
+    live["metadata"]["annotations"][HASH_ANNOTATION]
+        == desired["metadata"]["annotations"][HASH_ANNOTATION]
+        && is_subset(desired, &live)
+}
+
+/// Whether every field of `want` is present in `have` with the same value. Lists must have the
+/// same length and match element by element (the API server adds defaults inside elements).
+pub fn is_subset(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w.iter().all(|(k, v)| {
+            h.get(k).is_some_and(|hv| is_subset(v, hv)) || (v.is_null() && !h.contains_key(k))
+        }),
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| is_subset(a, b))
+        }
+        (w, h) => w == h,
+    }
+}
+
+fn gvk_of(obj: &Value) -> Result<GroupVersionKind, ApplyError> {
+    let api_version = obj["apiVersion"]
+        .as_str()
+        .ok_or_else(|| ApplyError::Incomplete(obj.to_string()))?;
+    let kind = obj["kind"]
+        .as_str()
+        .ok_or_else(|| ApplyError::Incomplete(obj.to_string()))?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    Ok(GroupVersionKind::gvk(group, version, kind))
+}
+
+/// `group/Kind/namespace/name`, the identity used for pruning.
+pub fn key_of(obj: &Value) -> Result<String, ApplyError> {
+    let gvk = gvk_of(obj)?;
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .ok_or_else(|| ApplyError::Incomplete(obj.to_string()))?;
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("");
+    Ok(format!("{}/{}/{}/{}", gvk.group, gvk.kind, ns, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subset_ignores_server_defaults_but_not_changes() {
+        let want = json!({"spec": {"ports": [{"port": 80}], "a": "b"}});
+        let have = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}], "a": "b", "x": 1}});
+        assert!(is_subset(&want, &have));
+        assert!(!is_subset(&json!({"spec": {"a": "c"}}), &have));
+        assert!(
+            !is_subset(&json!({"spec": {"ports": []}}), &have),
+            "list length matters"
+        );
+        assert!(!is_subset(&json!({"spec": {"missing": 1}}), &have));
+    }
+
+    #[test]
+    fn hash_changes_with_content_only() {
+        let owner = Owner {
+            api_version: "v1".into(),
+            kind: "X".into(),
+            name: "o".into(),
+            uid: "u".into(),
+        };
+        let mut a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "1"}});
+        let mut b = a.clone();
+        prepare(&mut a, &owner, ("mizzen.io/owner", "x.o"));
+        prepare(&mut b, &owner, ("mizzen.io/owner", "x.o"));
+        assert_eq!(a, b);
+        let h1 = a["metadata"]["annotations"][HASH_ANNOTATION].clone();
+        prepare(&mut a, &owner, ("mizzen.io/owner", "x.o"));
+        assert_eq!(
+            a["metadata"]["annotations"][HASH_ANNOTATION], h1,
+            "re-preparing is stable"
+        );
+        b["data"]["k"] = json!("2");
+        prepare(&mut b, &owner, ("mizzen.io/owner", "x.o"));
+        assert_ne!(b["metadata"]["annotations"][HASH_ANNOTATION], h1);
+        assert_eq!(key_of(&a).unwrap(), "/ConfigMap//c");
+    }
+}

@@ -1,0 +1,404 @@
+//! The CRDs of `mizzen crds` on a real API server (the local control plane): they become
+//! Established, accept the seed document's manifests, apply defaults, enforce the CEL rules,
+//! and `kubectl get` prints the documented columns. Driven with kubectl, as a user would.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mizzen_testcluster::{Cluster, shared};
+use tokio::sync::OnceCell;
+
+fn mizzen_crds() -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_mizzen"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs kubectl with `stdin` piped in.
+fn kubectl(cluster: &Cluster, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = cluster
+        .kubectl()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "kubectl failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn refused(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a rejection, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+static CRDS: OnceCell<()> = OnceCell::const_new();
+
+/// Serialises the tests that touch the cluster-wide singletons (IstioCNI/ZTunnel `default`).
+static SINGLETONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The shared cluster with the CRDs installed and Established.
+async fn cluster() -> &'static Cluster {
+    let cluster = shared().await;
+    CRDS.get_or_init(|| async {
+        // Client-side apply, as most users do: it also proves that every CRD fits the
+        // 256 KiB last-applied-configuration annotation.
+        ok(kubectl(cluster, &["apply", "-f", "-"], &mizzen_crds()));
+        ok(kubectl(
+            cluster,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "istios.sailoperator.io",
+                "istiorevisions.sailoperator.io",
+                "istiorevisiontags.sailoperator.io",
+                "istiocnis.sailoperator.io",
+                "ztunnels.sailoperator.io",
+            ],
+            b"",
+        ));
+    })
+    .await;
+    cluster
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[tokio::test]
+async fn client_dry_run_of_the_crds_succeeds() {
+    let c = cluster().await;
+    let out = ok(kubectl(
+        c,
+        &["apply", "--dry-run=client", "-f", "-"],
+        &mizzen_crds(),
+    ));
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with("(dry run)")).count(),
+        5,
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn seed_manifests_are_accepted() {
+    let c = cluster().await;
+    for file in [
+        "istio-inplace.yaml",
+        "istio-revisionbased.yaml",
+        "ambient.yaml",
+    ] {
+        let yaml = std::fs::read(format!(
+            "{}/../../deploy/examples/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        // Server-side dry run: full validation (schema, defaults, CEL) without creating the
+        // cluster-wide singletons other tests use.
+        let out = ok(kubectl(c, &["apply", "--dry-run=server", "-f", "-"], &yaml));
+        assert!(out.contains("(server dry run)"), "{file}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn defaults_are_applied_by_the_api_server() {
+    let c = cluster().await;
+    let manifest = format!(
+        "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {{name: {}}}\nspec: {{}}\n",
+        unique("defaults")
+    );
+    let out = ok(kubectl(
+        c,
+        &[
+            "create",
+            "--dry-run=server",
+            "-o",
+            "jsonpath={.spec}",
+            "-f",
+            "-",
+        ],
+        manifest.as_bytes(),
+    ));
+    let spec: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        spec,
+        serde_json::json!({"namespace": "istio-system", "updateStrategy": {"type": "InPlace"}, "version": "v1.30.3"})
+    );
+    let _guard = SINGLETONS.lock().await;
+    let zt = "apiVersion: sailoperator.io/v1alpha1\nkind: ZTunnel\nmetadata: {name: default}\nspec: {}\n";
+    let out = kubectl(
+        c,
+        &[
+            "create",
+            "--dry-run=server",
+            "-o",
+            "jsonpath={.spec}",
+            "-f",
+            "-",
+        ],
+        zt.as_bytes(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let spec: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+    // As upstream, v1 (the stored version) has no `profile`, so it does not survive storage.
+    assert_eq!(spec["namespace"], "ztunnel");
+    assert!(
+        stderr.contains("deprecated"),
+        "v1alpha1 must warn: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn singletons_must_be_named_default() {
+    let c = cluster().await;
+    for kind in ["IstioCNI", "ZTunnel"] {
+        let m = format!(
+            "apiVersion: sailoperator.io/v1\nkind: {kind}\nmetadata: {{name: other}}\nspec: {{}}\n"
+        );
+        let err = refused(kubectl(
+            c,
+            &["create", "--dry-run=server", "-f", "-"],
+            m.as_bytes(),
+        ));
+        assert!(
+            err.contains("metadata.name must be 'default'"),
+            "{kind}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn revision_name_must_match_values_revision() {
+    let c = cluster().await;
+    let name = unique("rev");
+    let m = |rev: &str| {
+        format!(
+            "apiVersion: sailoperator.io/v1\nkind: IstioRevision\nmetadata: {{name: {name}}}\nspec: {{version: v1.26.3, namespace: istio-system, values: {{revision: {rev}, global: {{istioNamespace: istio-system}}}}}}\n"
+        )
+    };
+    let err = refused(kubectl(
+        c,
+        &["create", "--dry-run=server", "-f", "-"],
+        m("something-else").as_bytes(),
+    ));
+    assert!(
+        err.contains("spec.values.revision must match metadata.name"),
+        "{err}"
+    );
+    ok(kubectl(
+        c,
+        &["create", "--dry-run=server", "-f", "-"],
+        m(&name).as_bytes(),
+    ));
+    let alias = format!(
+        "apiVersion: sailoperator.io/v1\nkind: IstioRevision\nmetadata: {{name: {name}}}\nspec: {{version: v1.26-latest, namespace: istio-system, values: {{revision: {name}, global: {{istioNamespace: istio-system}}}}}}\n"
+    );
+    let err = refused(kubectl(
+        c,
+        &["create", "--dry-run=server", "-f", "-"],
+        alias.as_bytes(),
+    ));
+    assert!(
+        err.contains("spec.version: Unsupported value"),
+        "an IstioRevision takes concrete versions only: {err}"
+    );
+}
+
+#[tokio::test]
+async fn namespace_is_immutable_and_must_match_istio_namespace() {
+    let c = cluster().await;
+    let name = unique("immutable");
+    let m = format!(
+        "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {{name: {name}}}\nspec: {{version: v1.26.3}}\n"
+    );
+    ok(kubectl(c, &["create", "-f", "-"], m.as_bytes()));
+    let err = refused(kubectl(
+        c,
+        &[
+            "patch",
+            "istio",
+            &name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"namespace":"elsewhere"}}"#,
+        ],
+        b"",
+    ));
+    assert!(err.contains("Value is immutable"), "{err}");
+    let err = refused(kubectl(
+        c,
+        &[
+            "patch",
+            "istio",
+            &name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"values":{"global":{"istioNamespace":"elsewhere"}}}}"#,
+        ],
+        b"",
+    ));
+    assert!(err.contains("must match spec.namespace"), "{err}");
+    let err = refused(kubectl(
+        c,
+        &[
+            "patch",
+            "istio",
+            &name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"version":"1.26"}}"#,
+        ],
+        b"",
+    ));
+    assert!(err.contains("Unsupported value: \"1.26\""), "{err}");
+    ok(kubectl(c, &["delete", "istio", &name], b""));
+}
+
+#[tokio::test]
+async fn unknown_values_keys_are_kept_by_the_api_server() {
+    let c = cluster().await;
+    let m = format!(
+        "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {{name: {}}}\nspec: {{values: {{pilot: {{replicaCuont: 3}}, futureKey: {{a: 1}}}}}}\n",
+        unique("keep")
+    );
+    let out = ok(kubectl(
+        c,
+        &[
+            "create",
+            "--dry-run=server",
+            "-o",
+            "jsonpath={.spec.values}",
+            "-f",
+            "-",
+        ],
+        m.as_bytes(),
+    ));
+    let values: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        values,
+        serde_json::json!({"futureKey": {"a": 1}, "pilot": {"replicaCuont": 3}})
+    );
+}
+
+/// The first line kubectl prints for one object of a kind, whitespace-normalised.
+fn headers(c: &Cluster, resource: &str, name: &str, wide: bool) -> String {
+    let mut args = vec!["get", resource, name];
+    if wide {
+        args.extend(["-o", "wide"]);
+    }
+    let out = ok(kubectl(c, &args, b""));
+    out.lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn kubectl_get_prints_the_documented_columns() {
+    let c = cluster().await;
+    let istio = unique("columns");
+    let rev = unique("columns-rev");
+    let manifests = format!(
+        "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {{name: {istio}}}\nspec: {{version: v1.26.3}}\n---\n\
+         apiVersion: sailoperator.io/v1\nkind: IstioRevision\nmetadata: {{name: {rev}}}\nspec: {{version: v1.26.3, namespace: istio-system, values: {{revision: {rev}, global: {{istioNamespace: istio-system}}}}}}\n---\n\
+         apiVersion: sailoperator.io/v1\nkind: IstioRevisionTag\nmetadata: {{name: {istio}}}\nspec: {{targetRef: {{kind: Istio, name: {istio}}}}}\n"
+    );
+    ok(kubectl(c, &["create", "-f", "-"], manifests.as_bytes()));
+    assert_eq!(
+        headers(c, "istio", &istio, false),
+        "NAME REVISIONS READY IN USE ACTIVE REVISION STATUS VERSION AGE"
+    );
+    assert_eq!(
+        headers(c, "istio", &istio, true),
+        "NAME NAMESPACE PROFILE REVISIONS READY IN USE ACTIVE REVISION STATUS VERSION AGE"
+    );
+    assert_eq!(
+        headers(c, "istiorevision", &rev, false),
+        "NAME TYPE READY STATUS IN USE VERSION AGE"
+    );
+    assert_eq!(
+        headers(c, "istiorev", &rev, false),
+        "NAME TYPE READY STATUS IN USE VERSION AGE"
+    );
+    assert_eq!(
+        headers(c, "istiorevtag", &istio, false),
+        "NAME STATUS IN USE REVISION AGE"
+    );
+    ok(kubectl(
+        c,
+        &[
+            "delete",
+            "istio,istiorevision,istiorevisiontag",
+            &istio,
+            &rev,
+            "--ignore-not-found",
+        ],
+        b"",
+    ));
+
+    // The singletons: created only here, removed again at the end.
+    let _guard = SINGLETONS.lock().await;
+    let singletons = "apiVersion: sailoperator.io/v1\nkind: IstioCNI\nmetadata: {name: default}\nspec: {version: v1.26.3}\n---\n\
+                      apiVersion: sailoperator.io/v1\nkind: ZTunnel\nmetadata: {name: default}\nspec: {version: v1.26.3}\n";
+    ok(kubectl(c, &["create", "-f", "-"], singletons.as_bytes()));
+    assert_eq!(
+        headers(c, "istiocni", "default", false),
+        "NAME READY STATUS VERSION AGE"
+    );
+    assert_eq!(
+        headers(c, "istiocni", "default", true),
+        "NAME NAMESPACE PROFILE READY STATUS VERSION AGE"
+    );
+    assert_eq!(
+        headers(c, "ztunnel", "default", false),
+        "NAME READY STATUS VERSION AGE"
+    );
+    assert_eq!(
+        headers(c, "ztunnel", "default", true),
+        "NAME NAMESPACE READY STATUS VERSION REVISION AGE"
+    );
+    assert_eq!(
+        headers(c, "ztunnels.v1alpha1.sailoperator.io", "default", false),
+        "NAME READY STATUS VERSION AGE"
+    );
+    let all = ok(kubectl(c, &["get", "istio-io"], b""));
+    assert!(
+        all.contains("istiocni.sailoperator.io/default")
+            && all.contains("ztunnel.sailoperator.io/default"),
+        "category istio-io: {all}"
+    );
+    ok(kubectl(c, &["delete", "istiocni,ztunnel", "default"], b""));
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, the committed CRDs, unit tests, and the
+# integration and end-to-end tests that run on a real local control plane (built
+# once by tools/cluster/build.sh and cached outside the repository).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "local control plane binaries"
+MIZZEN_CLUSTER_BIN=$(tools/cluster/build.sh)
+export MIZZEN_CLUSTER_BIN
+
+step "cargo fmt"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked --no-fail-fast
