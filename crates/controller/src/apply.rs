@@ -98,10 +98,26 @@ impl Applier {
         desired: Vec<Value>,
         prunable: &[GroupVersionKind],
     ) -> Result<ApplyReport, ApplyError> {
+        self.apply_inner(Some((owner, inventory)), desired, prunable)
+            .await
+    }
+
+    /// Applies objects that nothing owns and nothing prunes (Istio's CRDs, which must outlive
+    /// every revision: deleting them would delete every user's Istio configuration).
+    pub async fn apply_unowned(&self, desired: Vec<Value>) -> Result<ApplyReport, ApplyError> {
+        self.apply_inner(None, desired, &[]).await
+    }
+
+    async fn apply_inner(
+        &self,
+        owner: Option<(&Owner, (&str, &str))>,
+        desired: Vec<Value>,
+        prunable: &[GroupVersionKind],
+    ) -> Result<ApplyReport, ApplyError> {
         let mut report = ApplyReport::default();
         let mut keep = BTreeSet::new();
         for mut obj in desired {
-            prepare(&mut obj, owner, inventory);
+            prepare(&mut obj, owner);
             let key = key_of(&obj)?;
             let api = self.api_for(&obj).await?;
             let name = obj["metadata"]["name"]
@@ -114,9 +130,14 @@ impl Applier {
                 key: key.clone(),
                 source,
             })?;
-            if live.as_ref().is_some_and(|l| matches(&obj, l)) {
-                report.unchanged += 1;
-                continue;
+            if let Some(l) = &live {
+                match difference(&obj, l) {
+                    None => {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    Some(path) => tracing::debug!(key, path, "live object differs; applying"),
+                }
             }
             api.patch(
                 &name,
@@ -131,6 +152,9 @@ impl Applier {
             })?;
             report.written.push(key);
         }
+        let Some((_, inventory)) = owner else {
+            return Ok(report);
+        };
         let selector = format!("{}={}", inventory.0, inventory.1);
         for gvk in prunable {
             let (ar, caps) = self.resource(gvk).await?;
@@ -210,11 +234,13 @@ impl Applier {
     }
 }
 
-/// Adds the owner reference, the inventory label and the content hash.
-fn prepare(obj: &mut Value, owner: &Owner, inventory: (&str, &str)) {
+/// Adds the owner reference and the inventory label (when owned) and the content hash.
+fn prepare(obj: &mut Value, owner: Option<(&Owner, (&str, &str))>) {
     let meta = &mut obj["metadata"];
-    meta["ownerReferences"] = json!([owner.reference()]);
-    meta["labels"][inventory.0] = json!(inventory.1);
+    if let Some((owner, inventory)) = owner {
+        meta["ownerReferences"] = json!([owner.reference()]);
+        meta["labels"][inventory.0] = json!(inventory.1);
+    }
     if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
         a.remove(HASH_ANNOTATION);
         if a.is_empty() {
@@ -233,26 +259,72 @@ pub fn content_hash(obj: &Value) -> String {
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether the live object already is what `desired` asks for.
-fn matches(desired: &Value, live: &DynamicObject) -> bool {
+/// Where the live object differs from what `desired` asks for (`None`: nothing to do).
+fn difference(desired: &Value, live: &DynamicObject) -> Option<String> {
     let live = serde_json::to_value(live).unwrap_or(Value::Null);
-    live["metadata"]["annotations"][HASH_ANNOTATION]
-        == desired["metadata"]["annotations"][HASH_ANNOTATION]
-        && is_subset(desired, &live)
+    let hash = |v: &Value| v["metadata"]["annotations"][HASH_ANNOTATION].clone();
+    if hash(&live) != hash(desired) {
+        return Some(format!("metadata.annotations.{HASH_ANNOTATION}"));
+    }
+    first_difference(desired, &live, "")
 }
 
 /// Whether every field of `want` is present in `have` with the same value. Lists must have the
 /// same length and match element by element (the API server adds defaults inside elements).
 pub fn is_subset(want: &Value, have: &Value) -> bool {
+    first_difference(want, have, "").is_none()
+}
+
+/// The path of the first field of `want` that `have` lacks or holds differently.
+fn first_difference(want: &Value, have: &Value, path: &str) -> Option<String> {
     match (want, have) {
-        (Value::Object(w), Value::Object(h)) => w.iter().all(|(k, v)| {
-            h.get(k).is_some_and(|hv| is_subset(v, hv)) || (v.is_null() && !h.contains_key(k))
+        (Value::Object(w), Value::Object(h)) => w.iter().find_map(|(k, v)| match h.get(k) {
+            Some(hv) => first_difference(v, hv, &format!("{path}.{k}")),
+            None if v.is_null() => None,
+            None => Some(format!("{path}.{k}")),
         }),
-        (Value::Array(w), Value::Array(h)) => {
-            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| is_subset(a, b))
-        }
-        (w, h) => w == h,
+        (Value::Array(w), Value::Array(h)) if w.len() == h.len() => w
+            .iter()
+            .zip(h)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_difference(a, b, &format!("{path}[{i}]"))),
+        (w, h) if w == h => None,
+        (Value::Number(w), Value::Number(h)) if w.as_f64() == h.as_f64() => None,
+        (Value::String(w), Value::String(h)) if same_quantity(w, h) => None,
+        _ => Some(path.to_string()),
     }
+}
+
+/// Whether two strings are the same Kubernetes quantity in different spellings (the API server
+/// canonicalises `2048Mi` to `2Gi`, `0.5` to `500m`).
+fn same_quantity(a: &str, b: &str) -> bool {
+    matches!((quantity(a), quantity(b)), (Some(x), Some(y)) if (x - y).abs() <= f64::EPSILON * x.abs().max(1.0))
+}
+
+fn quantity(s: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 13] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ];
+    let (number, factor) = SUFFIXES
+        .iter()
+        .find_map(|(suffix, f)| s.strip_suffix(suffix).map(|n| (n, *f)))
+        .unwrap_or((s, 1.0));
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    number.parse::<f64>().ok().map(|n| n * factor)
 }
 
 fn gvk_of(obj: &Value) -> Result<GroupVersionKind, ApplyError> {
@@ -294,6 +366,24 @@ mod tests {
     }
 
     #[test]
+    fn server_spellings_of_numbers_and_quantities_are_equal() {
+        assert!(is_subset(
+            &json!({"memory": "2048Mi", "cpu": "0.5"}),
+            &json!({"memory": "2Gi", "cpu": "500m"})
+        ));
+        assert!(is_subset(&json!({"x": 1.0}), &json!({"x": 1})));
+        assert!(!is_subset(
+            &json!({"memory": "2048Mi"}),
+            &json!({"memory": "2G"})
+        ));
+        assert!(!is_subset(&json!({"name": "m"}), &json!({"name": "1m"})));
+        assert!(!is_subset(
+            &json!({"image": "a:1"}),
+            &json!({"image": "a:2"})
+        ));
+    }
+
+    #[test]
     fn hash_changes_with_content_only() {
         let owner = Owner {
             api_version: "v1".into(),
@@ -303,17 +393,18 @@ mod tests {
         };
         let mut a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "1"}});
         let mut b = a.clone();
-        prepare(&mut a, &owner, ("mizzen.io/owner", "x.o"));
-        prepare(&mut b, &owner, ("mizzen.io/owner", "x.o"));
+        let inv = ("mizzen.io/owner", "x.o");
+        prepare(&mut a, Some((&owner, inv)));
+        prepare(&mut b, Some((&owner, inv)));
         assert_eq!(a, b);
         let h1 = a["metadata"]["annotations"][HASH_ANNOTATION].clone();
-        prepare(&mut a, &owner, ("mizzen.io/owner", "x.o"));
+        prepare(&mut a, Some((&owner, inv)));
         assert_eq!(
             a["metadata"]["annotations"][HASH_ANNOTATION], h1,
             "re-preparing is stable"
         );
         b["data"]["k"] = json!("2");
-        prepare(&mut b, &owner, ("mizzen.io/owner", "x.o"));
+        prepare(&mut b, Some((&owner, inv)));
         assert_ne!(b["metadata"]["annotations"][HASH_ANNOTATION], h1);
         assert_eq!(key_of(&a).unwrap(), "/ConfigMap//c");
     }

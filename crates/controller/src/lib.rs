@@ -1,4 +1,39 @@
 //! mizzen's controllers and the machinery they share: server-side apply of rendered objects
-//! with an inventory label, pruning of what the render no longer produces, and status.
+//! with an inventory label, pruning of what the render no longer produces, the in-use index,
+//! and status.
 
 pub mod apply;
+pub mod context;
+pub mod inuse;
+pub mod istio;
+pub mod revision;
+pub mod run;
+
+use kube::{Resource, ResourceExt};
+
+pub use context::Context;
+pub use run::{RunOptions, run};
+
+/// Errors a reconcile can end with; each is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server failed a request.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// Applying rendered objects failed.
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    /// Rendering failed (invalid values).
+    #[error(transparent)]
+    Render(#[from] mizzen_render::RenderError),
+}
+
+/// The owner reference data of a (cluster-scoped) custom resource.
+pub fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> apply::Owner {
+    apply::Owner {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: obj.name_any(),
+        uid: obj.uid().unwrap_or_default(),
+    }
+}

@@ -9,6 +9,7 @@ use mizzen_api::crds::VersionEnums;
 use mizzen_catalog::Catalog;
 
 mod dev;
+mod operator;
 
 /// Installs and upgrades Istio in ambient mode (the sailoperator.io/v1 API).
 #[derive(Parser, Debug)]
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Print every CustomResourceDefinition mizzen serves, as YAML.
     Crds,
+    /// Run the operator against the cluster of the current kubeconfig.
+    Run(operator::RunArgs),
     /// A local Kubernetes control plane with fake nodes, for demos and development.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -45,6 +48,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dev(cmd) => dev::run(cmd),
+        Command::Run(args) => {
+            operator::run_operator(args, load_catalog(cli.versions_file.as_deref())?)
+        }
     }
 }
 

@@ -1,0 +1,149 @@
+//! What every reconciler shares: the client, the applier, the catalog, the platform, event
+//! publishing, metadata caches of namespaces and pods, and small status helpers.
+
+use std::sync::Arc;
+
+use jiff::{Timestamp, Unit};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use mizzen_catalog::Catalog;
+use mizzen_render::Platform;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::apply::Applier;
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Server-side apply and prune.
+    pub applier: Applier,
+    /// The version catalog.
+    pub catalog: Arc<Catalog>,
+    /// Kubernetes or OpenShift.
+    pub platform: Platform,
+    /// Event publishing.
+    pub recorder: Recorder,
+    /// Metadata of every namespace.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Metadata of every pod that is not in a terminal phase.
+    pub pods: Store<PartialObjectMeta<Pod>>,
+}
+
+impl Context {
+    /// A context with empty caches; [`crate::run`] fills them.
+    pub fn new(
+        client: Client,
+        catalog: Arc<Catalog>,
+        platform: Platform,
+        namespaces: Store<PartialObjectMeta<Namespace>>,
+        pods: Store<PartialObjectMeta<Pod>>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "mizzen".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Self {
+            applier: Applier::new(client.clone()),
+            client,
+            catalog,
+            platform,
+            recorder,
+            namespaces,
+            pods,
+        }
+    }
+
+    /// Publishes an event on `obj`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let reference: ObjectReference = obj.object_ref(&());
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    /// Whether namespace `name` exists and is not being deleted.
+    pub fn namespace_ready(&self, name: &str) -> Result<(), String> {
+        let found = self
+            .namespaces
+            .state()
+            .into_iter()
+            .find(|n| n.name_any() == name);
+        match found {
+            None => Err(format!(
+                "namespace \"{name}\" doesn't exist; create it and mizzen continues"
+            )),
+            Some(n) if n.metadata.deletion_timestamp.is_some() => {
+                Err(format!("namespace \"{name}\" is being deleted"))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// Now, to the second, in the RFC 3339 form of condition timestamps.
+pub fn now() -> String {
+    Timestamp::now()
+        .round(Unit::Second)
+        .expect("rounding to seconds")
+        .to_string()
+}
+
+/// Writes `desired` as the status of a cluster-scoped object when it differs from `current`
+/// (no request otherwise). Top-level fields that disappeared are removed.
+pub async fn patch_status<K, S>(
+    client: &Client,
+    obj: &K,
+    current: Option<&S>,
+    desired: &S,
+) -> kube::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(desired) {
+        return Ok(());
+    }
+    let mut status = serde_json::to_value(desired).expect("status serializes");
+    if let (Some(old), Some(new)) = (
+        current.map(|c| serde_json::to_value(c).expect("status serializes")),
+        status.as_object_mut(),
+    ) && let Some(old) = old.as_object()
+    {
+        for key in old.keys() {
+            new.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    let api: Api<K> = Api::all(client.clone());
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}

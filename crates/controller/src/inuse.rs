@@ -1,0 +1,406 @@
+//! Which revisions are in use, and by what (pure logic over metadata).
+//!
+//! A revision is in use when (upstream's rules) an IstioRevisionTag points at it, a namespace
+//! selects it (`istio-injection=enabled` → `default`, else `istio.io/rev`), a pod was injected
+//! by it (annotation `istio.io/rev`) or asks for it by label in an unlabelled namespace, or it
+//! is `default` with `enableNamespacesByDefault`; and (mizzen's rule, DESIGN.md decision 2)
+//! when ambient workloads exist and a running ztunnel pod is bound to it. A ztunnel pod is bound
+//! to the revision it is pinned to (annotation `istio.io/rev`), or else to the revision of the
+//! Istio it follows (annotation [`FOLLOWS_ISTIO_ANNOTATION`]) that was active when the pod
+//! started. Pods in a terminal phase never count: the pod watch excludes them.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+/// Label and annotation that name a revision.
+pub const REV: &str = "istio.io/rev";
+/// Namespace label enabling injection by the `default` revision.
+pub const INJECTION: &str = "istio-injection";
+/// Pod label controlling injection.
+pub const INJECT: &str = "sidecar.istio.io/inject";
+/// Ambient enrolment label on namespaces and pods.
+pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
+/// Annotation on ztunnel pods: the Istio whose active revision they follow.
+pub const FOLLOWS_ISTIO_ANNOTATION: &str = "mizzen.io/follows-istio";
+/// Annotation on IstioRevisions: when the revision last became its Istio's active revision.
+pub const ACTIVE_SINCE_ANNOTATION: &str = "mizzen.io/active-since";
+/// How many users a revision's status lists before summarising.
+const MAX_LISTED: usize = 5;
+
+/// Metadata of a namespace.
+#[derive(Clone, Debug, Default)]
+pub struct NamespaceInfo {
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Metadata of a pod that is not in a terminal phase.
+#[derive(Clone, Debug, Default)]
+pub struct PodInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Creation time.
+    pub created: Option<Timestamp>,
+    /// Whether this is a ztunnel pod managed by mizzen.
+    pub ztunnel: bool,
+}
+
+/// What the in-use check needs to know about a revision.
+#[derive(Clone, Debug, Default)]
+pub struct RevisionInfo {
+    /// Name.
+    pub name: String,
+    /// The Istio that owns it, if any.
+    pub istio: Option<String>,
+    /// When it last became the active revision of that Istio.
+    pub active_since: Option<Timestamp>,
+    /// `values.sidecarInjectorWebhook.enableNamespacesByDefault`.
+    pub enable_namespaces_by_default: bool,
+}
+
+/// A snapshot of everything that can use a revision.
+#[derive(Clone, Debug, Default)]
+pub struct Usage {
+    /// All namespaces.
+    pub namespaces: Vec<NamespaceInfo>,
+    /// All non-terminal pods (ztunnel pods included).
+    pub pods: Vec<PodInfo>,
+    /// `(tag name, status.istioRevision)` of every IstioRevisionTag.
+    pub tags: Vec<(String, String)>,
+    /// All revisions.
+    pub revisions: Vec<RevisionInfo>,
+}
+
+/// The revision a namespace selects by label, if any.
+fn namespace_revision(ns: &NamespaceInfo) -> Option<&str> {
+    if ns.labels.get(INJECTION).map(String::as_str) == Some("enabled") {
+        return Some("default");
+    }
+    ns.labels
+        .get(REV)
+        .map(String::as_str)
+        .filter(|r| !r.is_empty())
+}
+
+/// The revision a pod asks for by label (used only when its namespace selects none).
+fn pod_label_revision(pod: &PodInfo) -> Option<&str> {
+    let inject = pod.labels.get(INJECT).map(String::as_str);
+    if inject == Some("false") {
+        return None;
+    }
+    match pod.labels.get(REV).map(String::as_str) {
+        Some(r) if !r.is_empty() => Some(r),
+        _ if inject == Some("true") => Some("default"),
+        _ => None,
+    }
+}
+
+/// Whether a pod or its namespace is enrolled in ambient mode.
+fn is_ambient(pod: &PodInfo, namespaces: &BTreeMap<&str, &NamespaceInfo>) -> bool {
+    match pod.labels.get(DATAPLANE_MODE).map(String::as_str) {
+        Some("ambient") => true,
+        Some(_) => false,
+        None => namespaces
+            .get(pod.namespace.as_str())
+            .and_then(|ns| ns.labels.get(DATAPLANE_MODE))
+            .is_some_and(|m| m == "ambient"),
+    }
+}
+
+impl Usage {
+    /// The revision a ztunnel pod is bound to.
+    pub fn ztunnel_binding(&self, pod: &PodInfo) -> Option<String> {
+        if let Some(r) = pod.annotations.get(REV).filter(|r| !r.is_empty()) {
+            return Some(r.clone());
+        }
+        let istio = pod.annotations.get(FOLLOWS_ISTIO_ANNOTATION)?;
+        let mut owned: Vec<&RevisionInfo> = self
+            .revisions
+            .iter()
+            .filter(|r| r.istio.as_ref() == Some(istio) && r.active_since.is_some())
+            .collect();
+        owned.sort_by_key(|r| r.active_since);
+        let started = pod.created?;
+        owned
+            .iter()
+            .rev()
+            .find(|r| r.active_since.is_some_and(|t| t <= started))
+            .or(owned.first())
+            .map(|r| r.name.clone())
+    }
+
+    /// Everything that uses `revision`, as short descriptions; empty when unused.
+    pub fn users_of(&self, revision: &str) -> Vec<String> {
+        let namespaces: BTreeMap<&str, &NamespaceInfo> = self
+            .namespaces
+            .iter()
+            .map(|n| (n.name.as_str(), n))
+            .collect();
+        let mut users = Vec::new();
+        for (tag, target) in &self.tags {
+            if target == revision {
+                users.push(format!("IstioRevisionTag {tag}"));
+            }
+        }
+        // A tag name used in a label stands for its target.
+        let resolve = |name: &str| -> bool {
+            name == revision
+                || self
+                    .tags
+                    .iter()
+                    .any(|(t, target)| t == name && target == revision)
+        };
+        for ns in &self.namespaces {
+            if namespace_revision(ns).is_some_and(resolve) {
+                users.push(format!("namespace {}", ns.name));
+            }
+        }
+        for pod in &self.pods {
+            let injected = pod.annotations.get(REV).is_some_and(|r| r == revision);
+            let ns_selects = namespaces
+                .get(pod.namespace.as_str())
+                .and_then(|n| namespace_revision(n));
+            let by_label = ns_selects.is_none() && pod_label_revision(pod).is_some_and(resolve);
+            if injected || by_label {
+                users.push(format!("pod {}/{}", pod.namespace, pod.name));
+            }
+        }
+        if let Some(r) = self.revisions.iter().find(|r| r.name == revision)
+            && r.name == "default"
+            && r.enable_namespaces_by_default
+        {
+            users.push("enableNamespacesByDefault".to_string());
+        }
+        users.extend(self.ambient_users_of(revision, &namespaces));
+        summarise(users)
+    }
+
+    /// Ambient workloads use the revisions their ztunnel pods are bound to.
+    fn ambient_users_of(
+        &self,
+        revision: &str,
+        namespaces: &BTreeMap<&str, &NamespaceInfo>,
+    ) -> Vec<String> {
+        let bound: Vec<&PodInfo> = self
+            .pods
+            .iter()
+            .filter(|p| p.ztunnel && self.ztunnel_binding(p).as_deref() == Some(revision))
+            .collect();
+        let Some(zt) = bound.first() else {
+            return Vec::new();
+        };
+        let via = format!("(through ztunnel pod {}/{})", zt.namespace, zt.name);
+        let mut users: Vec<String> = self
+            .namespaces
+            .iter()
+            .filter(|n| n.labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient"))
+            .map(|n| format!("ambient namespace {} {via}", n.name))
+            .collect();
+        users.extend(
+            self.pods
+                .iter()
+                .filter(|p| {
+                    !p.ztunnel && p.labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient")
+                })
+                .filter(|p| is_ambient(p, namespaces))
+                .map(|p| format!("ambient pod {}/{} {via}", p.namespace, p.name)),
+        );
+        users
+    }
+}
+
+/// At most [`MAX_LISTED`] entries, then a count of the rest.
+fn summarise(mut users: Vec<String>) -> Vec<String> {
+    if users.len() > MAX_LISTED {
+        let rest = users.len() - MAX_LISTED;
+        users.truncate(MAX_LISTED);
+        users.push(format!("and {rest} more"));
+    }
+    users
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn ns(name: &str, kv: &[(&str, &str)]) -> NamespaceInfo {
+        NamespaceInfo {
+            name: name.into(),
+            labels: labels(kv),
+        }
+    }
+
+    fn pod(ns: &str, name: &str, l: &[(&str, &str)], a: &[(&str, &str)]) -> PodInfo {
+        PodInfo {
+            namespace: ns.into(),
+            name: name.into(),
+            labels: labels(l),
+            annotations: labels(a),
+            created: Some("2026-01-01T00:10:00Z".parse().unwrap()),
+            ztunnel: false,
+        }
+    }
+
+    fn rev(name: &str, istio: &str, since: &str) -> RevisionInfo {
+        RevisionInfo {
+            name: name.into(),
+            istio: Some(istio.into()),
+            active_since: Some(since.parse().unwrap()),
+            enable_namespaces_by_default: false,
+        }
+    }
+
+    #[test]
+    fn namespace_labels_select_revisions() {
+        let u = Usage {
+            namespaces: vec![
+                ns(
+                    "a",
+                    &[("istio-injection", "enabled"), ("istio.io/rev", "canary")],
+                ),
+                ns("b", &[("istio.io/rev", "canary")]),
+                ns("c", &[]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(u.users_of("default"), ["namespace a"]);
+        assert_eq!(u.users_of("canary"), ["namespace b"]);
+        assert!(u.users_of("other").is_empty());
+    }
+
+    #[test]
+    fn pods_count_by_annotation_or_by_label_in_unlabelled_namespaces() {
+        let u = Usage {
+            namespaces: vec![ns("sel", &[("istio.io/rev", "x")]), ns("plain", &[])],
+            pods: vec![
+                pod("plain", "injected", &[], &[("istio.io/rev", "r1")]),
+                pod("plain", "asks", &[("istio.io/rev", "r2")], &[]),
+                pod("sel", "ignored-label", &[("istio.io/rev", "r3")], &[]),
+                pod(
+                    "plain",
+                    "opt-out",
+                    &[("istio.io/rev", "r4"), ("sidecar.istio.io/inject", "false")],
+                    &[],
+                ),
+                pod(
+                    "plain",
+                    "default",
+                    &[("sidecar.istio.io/inject", "true")],
+                    &[],
+                ),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(u.users_of("r1"), ["pod plain/injected"]);
+        assert_eq!(u.users_of("r2"), ["pod plain/asks"]);
+        assert!(
+            u.users_of("r3").is_empty(),
+            "the namespace's selection wins"
+        );
+        assert!(u.users_of("r4").is_empty());
+        assert_eq!(u.users_of("default"), ["pod plain/default"]);
+    }
+
+    #[test]
+    fn tags_keep_their_target_in_use_and_stand_for_it_in_labels() {
+        let u = Usage {
+            namespaces: vec![ns("app", &[("istio.io/rev", "prod")])],
+            tags: vec![("prod".into(), "default-v1-27-1".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            u.users_of("default-v1-27-1"),
+            ["IstioRevisionTag prod", "namespace app"]
+        );
+    }
+
+    #[test]
+    fn ambient_workloads_use_the_revision_their_ztunnel_pods_are_bound_to() {
+        let mut zt = pod(
+            "ztunnel",
+            "ztunnel-1",
+            &[("app", "ztunnel")],
+            &[(FOLLOWS_ISTIO_ANNOTATION, "default")],
+        );
+        zt.ztunnel = true;
+        let mut u = Usage {
+            namespaces: vec![ns("bookinfo", &[("istio.io/dataplane-mode", "ambient")])],
+            pods: vec![zt.clone()],
+            revisions: vec![
+                rev("default-v1-26-3", "default", "2026-01-01T00:00:00Z"),
+                rev("default-v1-26-4", "default", "2026-01-01T00:20:00Z"),
+            ],
+            ..Default::default()
+        };
+        // The ztunnel pod started (00:10) while v1-26-3 was active.
+        assert_eq!(
+            u.users_of("default-v1-26-3"),
+            ["ambient namespace bookinfo (through ztunnel pod ztunnel/ztunnel-1)"]
+        );
+        assert!(u.users_of("default-v1-26-4").is_empty());
+        // After the ztunnel rollout the pod is newer than the activation of v1-26-4.
+        u.pods[0].created = Some("2026-01-01T00:30:00Z".parse().unwrap());
+        assert!(u.users_of("default-v1-26-3").is_empty());
+        assert_eq!(u.users_of("default-v1-26-4").len(), 1);
+        // No ambient workloads: ztunnel alone keeps nothing in use.
+        u.namespaces.clear();
+        assert!(u.users_of("default-v1-26-4").is_empty());
+        // A pinned ztunnel pod is bound to its pin whatever its age.
+        u.pods.push(pod(
+            "shop",
+            "cart",
+            &[("istio.io/dataplane-mode", "ambient")],
+            &[],
+        ));
+        u.pods[0].annotations = labels(&[("istio.io/rev", "default-v1-26-3")]);
+        let users = u.users_of("default-v1-26-3");
+        assert!(
+            users.iter().any(|s| s.starts_with("ambient pod shop/cart")),
+            "{users:?}"
+        );
+    }
+
+    #[test]
+    fn pod_opted_out_of_ambient_does_not_count() {
+        let mut zt = pod("ztunnel", "z", &[], &[("istio.io/rev", "r")]);
+        zt.ztunnel = true;
+        let u = Usage {
+            namespaces: vec![ns("plain", &[])],
+            pods: vec![
+                zt,
+                pod("plain", "p", &[("istio.io/dataplane-mode", "none")], &[]),
+            ],
+            ..Default::default()
+        };
+        // The ztunnel pod itself carries istio.io/rev, as upstream counts it.
+        assert_eq!(u.users_of("r"), ["pod ztunnel/z"]);
+    }
+
+    #[test]
+    fn long_lists_are_summarised() {
+        let u = Usage {
+            namespaces: (0..8)
+                .map(|i| ns(&format!("n{i}"), &[("istio.io/rev", "r")]))
+                .collect(),
+            ..Default::default()
+        };
+        let users = u.users_of("r");
+        assert_eq!(users.len(), 6);
+        assert_eq!(users[5], "and 3 more");
+    }
+}

@@ -1,0 +1,533 @@
+//! The `IstioRevision` controller: renders and applies one istiod revision, reports `Ready`
+//! only when the istiod rollout is complete, checks the data-plane dependencies, and computes
+//! `InUse` (and what keeps the revision in use) from the in-use index.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use mizzen_api::condition_types::{DEPENDENCIES_HEALTHY, IN_USE, READY, RECONCILED};
+use mizzen_api::{
+    Condition, ConditionStatus, Conditions, IstioCNI, IstioRevision, IstioRevisionTag, Values,
+    ZTunnel, derive_state,
+};
+use mizzen_catalog::Version;
+use mizzen_render::{Object, Platform, RevisionInput, helm_revision};
+
+use crate::context::{Context, now, patch_status};
+use crate::inuse::{ACTIVE_SINCE_ANNOTATION, NamespaceInfo, PodInfo, RevisionInfo, Usage};
+use crate::istio::stable_host;
+use crate::{Error, owner_of};
+
+/// Every kind a revision may render; objects of these kinds that a render no longer produces
+/// are pruned.
+pub fn prunable_kinds() -> Vec<GroupVersionKind> {
+    [
+        ("", "v1", "ServiceAccount"),
+        ("", "v1", "Service"),
+        ("", "v1", "ConfigMap"),
+        ("apps", "v1", "Deployment"),
+        ("autoscaling", "v2", "HorizontalPodAutoscaler"),
+        ("policy", "v1", "PodDisruptionBudget"),
+        ("networking.k8s.io", "v1", "NetworkPolicy"),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+        ("rbac.authorization.k8s.io", "v1", "Role"),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+        ),
+    ]
+    .into_iter()
+    .map(|(g, v, k)| GroupVersionKind::gvk(g, v, k))
+    .collect()
+}
+
+/// Reconciles one IstioRevision.
+pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if rev.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let applied = apply(&rev, &ctx).await;
+    let now = now();
+    let generation = rev.meta().generation;
+    let mut status = rev.status.clone().unwrap_or_default();
+    let mut set = |mut c: Condition| {
+        c.observed_generation = generation;
+        status.conditions.set_condition(c, &now);
+    };
+    let mut requeue = None;
+    match &applied {
+        Ok(()) => set(Condition::healthy(RECONCILED, "")),
+        Err(Failure::Invalid(reason, message)) => {
+            set(Condition::new(
+                RECONCILED,
+                ConditionStatus::False,
+                reason,
+                message.clone(),
+            ));
+        }
+        Err(Failure::Transient(e)) => {
+            set(Condition::new(
+                RECONCILED,
+                ConditionStatus::False,
+                "ReconcileError",
+                e.to_string(),
+            ));
+            requeue = Some(Duration::from_secs(5));
+        }
+    }
+    set(ready(&rev, &ctx).await);
+    set(dependencies(&rev, &ctx).await);
+    let users = usage(&ctx).await.map(|u| u.users_of(&rev.name_any()));
+    set(match &users {
+        Ok(u) if !u.is_empty() => Condition::new(
+            IN_USE,
+            ConditionStatus::True,
+            "ReferencedByWorkloads",
+            format!("in use by {}", u.join(", ")),
+        ),
+        Ok(_) => Condition::new(
+            IN_USE,
+            ConditionStatus::False,
+            "NotReferencedByAnything",
+            "Not referenced by any pod, namespace, tag or ambient workload",
+        ),
+        Err(e) => Condition::new(
+            IN_USE,
+            ConditionStatus::Unknown,
+            "UsageCheckFailed",
+            e.to_string(),
+        ),
+    });
+    status.in_use_by = users.unwrap_or_default();
+    status.state = Some(derive_state(
+        &status.conditions,
+        &[RECONCILED, READY, DEPENDENCIES_HEALTHY],
+    ));
+    status.observed_generation = generation;
+    status.type_ = Some(
+        if is_remote(rev.spec.values.as_ref()) {
+            "Remote"
+        } else {
+            "Local"
+        }
+        .into(),
+    );
+    let old_in_use = rev
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.get_condition(IN_USE))
+        .map(|c| c.status);
+    let new_in_use = status.conditions.get_condition(IN_USE).map(|c| c.status);
+    if old_in_use.is_some()
+        && old_in_use != new_in_use
+        && new_in_use == Some(ConditionStatus::False)
+    {
+        ctx.event(
+            rev.as_ref(),
+            EventType::Normal,
+            "NoLongerInUse",
+            "nothing uses this revision any more".into(),
+        )
+        .await;
+    }
+    patch_status(&ctx.client, rev.as_ref(), rev.status.as_ref(), &status).await?;
+    if let Err(Failure::Transient(e)) = applied {
+        return Err(e);
+    }
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Why applying did not happen.
+enum Failure {
+    /// The spec cannot be acted on until it (or the cluster) changes: reason and message.
+    Invalid(&'static str, String),
+    /// A failure worth retrying.
+    Transient(Error),
+}
+
+impl<E: Into<Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Transient(e.into())
+    }
+}
+
+async fn apply(rev: &IstioRevision, ctx: &Context) -> Result<(), Failure> {
+    let name = rev.name_any();
+    let namespace = &rev.spec.namespace;
+    ctx.namespace_ready(namespace)
+        .map_err(|m| Failure::Invalid("NamespaceNotFound", m))?;
+    let resolved = ctx
+        .catalog
+        .resolve(&rev.spec.version)
+        .map_err(|e| Failure::Invalid("VersionNotSupported", e.to_string()))?;
+    check_tag_clash(rev, ctx).await?;
+    let values = rev.spec.values.clone().unwrap_or_default();
+    let owner = mizzen_render::Owner::istio_revision(&name);
+    let custom_hosts = istio_owner(rev)
+        .map(|istio| vec![stable_host(&istio, namespace)])
+        .unwrap_or_default();
+    let mut objects = mizzen_render::render_revision(&RevisionInput {
+        owner: owner.clone(),
+        revision: name.clone(),
+        namespace: namespace.clone(),
+        version: resolved.version.clone(),
+        values,
+        images: resolved.images.clone(),
+        platform: ctx.platform,
+        custom_hosts,
+    })
+    .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?;
+    if name == "default" {
+        objects.extend(
+            mizzen_render::render_base(&owner, &name, namespace, &resolved.version)
+                .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?,
+        );
+    }
+    apply_crds(ctx, &owner, &resolved.version).await?;
+    let inventory = owner.label();
+    ctx.applier
+        .apply(
+            &owner_of(rev),
+            (inventory.0, &inventory.1),
+            json_of(objects),
+            &prunable_kinds(),
+        )
+        .await?;
+    Ok(())
+}
+
+fn json_of(objects: Vec<Object>) -> Vec<serde_json::Value> {
+    objects.into_iter().map(Object::into_json).collect()
+}
+
+/// Istio's CRDs are cluster-wide and shared: they are applied without an owner (so pruning a
+/// revision never deletes users' configuration), and only moved forward: a revision older
+/// than the installed CRDs leaves them alone.
+async fn apply_crds(
+    ctx: &Context,
+    owner: &mizzen_render::Owner,
+    version: &Version,
+) -> Result<(), Failure> {
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(ctx.client.clone());
+    let installed = crds
+        .get_opt("virtualservices.networking.istio.io")
+        .await?
+        .and_then(|c| {
+            c.labels()
+                .get(mizzen_render::VERSION_LABEL)
+                .and_then(|v| format!("v{v}").parse::<Version>().ok())
+        });
+    if installed.is_some_and(|i| &i > version) {
+        return Ok(());
+    }
+    let objects = mizzen_render::render_istio_crds(owner, version)
+        .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?;
+    let objects = json_of(objects)
+        .into_iter()
+        .map(|mut o| {
+            // Shared objects carry no owner's inventory label.
+            if let Some(l) = o["metadata"]["labels"].as_object_mut() {
+                l.remove(mizzen_render::INVENTORY_LABEL);
+            }
+            o
+        })
+        .collect();
+    ctx.applier.apply_unowned(objects).await?;
+    Ok(())
+}
+
+/// Upstream's name-clash rule: an IstioRevisionTag of the same name that is older (or, at the
+/// same age, has the smaller UID) wins.
+async fn check_tag_clash(rev: &IstioRevision, ctx: &Context) -> Result<(), Failure> {
+    let tags: Api<IstioRevisionTag> = Api::all(ctx.client.clone());
+    if let Some(tag) = tags.get_opt(&rev.name_any()).await?
+        && takes_precedence(tag.meta(), rev.meta())
+    {
+        return Err(Failure::Invalid(
+            "NameAlreadyExists",
+            format!(
+                "an IstioRevisionTag named {} exists and is older; rename one of them",
+                rev.name_any()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether object `a` wins a name clash against `b`.
+pub fn takes_precedence(
+    a: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    b: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    (a.creation_timestamp.as_ref().map(|t| t.0), a.uid.as_deref())
+        < (b.creation_timestamp.as_ref().map(|t| t.0), b.uid.as_deref())
+}
+
+/// The Istio that owns this revision, if any.
+fn istio_owner(rev: &IstioRevision) -> Option<String> {
+    rev.owner_references()
+        .iter()
+        .find(|o| o.kind == "Istio")
+        .map(|o| o.name.clone())
+}
+
+fn is_remote(values: Option<&Values>) -> bool {
+    values.and_then(|v| v.profile.as_deref()) == Some("remote")
+}
+
+/// `Ready`: the istiod Deployment has rolled out completely (observed, every replica updated
+/// and available).
+async fn ready(rev: &IstioRevision, ctx: &Context) -> Condition {
+    let name = match helm_revision(&rev.name_any()) {
+        "" => "istiod".to_string(),
+        r => format!("istiod-{r}"),
+    };
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &rev.spec.namespace);
+    match api.get_opt(&name).await {
+        Ok(Some(d)) => match rollout_state(&d) {
+            Ok(()) => Condition::healthy(READY, ""),
+            Err(m) => Condition::new(READY, ConditionStatus::False, "IstiodNotReady", m),
+        },
+        Ok(None) => Condition::new(
+            READY,
+            ConditionStatus::False,
+            "IstiodNotReady",
+            "istiod Deployment not found",
+        ),
+        Err(e) => Condition::new(
+            READY,
+            ConditionStatus::Unknown,
+            "ReadinessCheckFailed",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Whether a Deployment's rollout is complete; otherwise what it waits for.
+pub fn rollout_state(d: &Deployment) -> Result<(), String> {
+    let generation = d.metadata.generation.unwrap_or(0);
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let s = d.status.clone().unwrap_or_default();
+    if s.observed_generation.unwrap_or(0) < generation {
+        return Err("the istiod Deployment change has not been observed yet".into());
+    }
+    if want == 0 {
+        return Err("istiod Deployment is scaled to zero replicas".into());
+    }
+    let updated = s.updated_replicas.unwrap_or(0);
+    let available = s.available_replicas.unwrap_or(0);
+    let total = s.replicas.unwrap_or(0);
+    if updated < want || total > updated || available < want {
+        return Err(format!(
+            "istiod rollout in progress: {updated}/{want} updated, {available}/{want} available"
+        ));
+    }
+    Ok(())
+}
+
+/// `DependenciesHealthy`: the IstioCNI and ZTunnel named `default` this revision needs are
+/// Healthy.
+async fn dependencies(rev: &IstioRevision, ctx: &Context) -> Condition {
+    let values = rev.spec.values.clone().unwrap_or_default();
+    let ambient = values.profile.as_deref() == Some("ambient")
+        || values
+            .pilot
+            .as_ref()
+            .and_then(|p| p.env.as_ref())
+            .and_then(|e| e.get("PILOT_ENABLE_AMBIENT"))
+            .is_some_and(|v| v == "true");
+    let cni_enabled = values
+        .pilot
+        .as_ref()
+        .and_then(|p| p.cni.as_ref())
+        .and_then(|c| c.enabled);
+    let needs_cni = ambient
+        || cni_enabled == Some(true)
+        || (ctx.platform == Platform::OpenShift && cni_enabled != Some(false));
+    if needs_cni {
+        match Api::<IstioCNI>::all(ctx.client.clone())
+            .get_opt("default")
+            .await
+        {
+            Ok(None) => {
+                return dependency_missing("IstioCNINotFound", "IstioCNI default not found");
+            }
+            Ok(Some(c))
+                if state(c.status.as_ref().and_then(|s| s.state.as_deref())) != "Healthy" =>
+            {
+                return dependency_missing(
+                    "IstioCNINotHealthy",
+                    &format!(
+                        "IstioCNI default is {}",
+                        state(c.status.and_then(|s| s.state).as_deref())
+                    ),
+                );
+            }
+            Err(e) => {
+                return Condition::new(
+                    DEPENDENCIES_HEALTHY,
+                    ConditionStatus::Unknown,
+                    "DependencyCheckFailed",
+                    e.to_string(),
+                );
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    if ambient {
+        match Api::<ZTunnel>::all(ctx.client.clone())
+            .get_opt("default")
+            .await
+        {
+            Ok(None) => return dependency_missing("ZTunnelNotFound", "ZTunnel default not found"),
+            Ok(Some(z))
+                if state(z.status.as_ref().and_then(|s| s.state.as_deref())) != "Healthy" =>
+            {
+                return dependency_missing(
+                    "ZTunnelNotHealthy",
+                    &format!(
+                        "ZTunnel default is {}",
+                        state(z.status.and_then(|s| s.state).as_deref())
+                    ),
+                );
+            }
+            Err(e) => {
+                return Condition::new(
+                    DEPENDENCIES_HEALTHY,
+                    ConditionStatus::Unknown,
+                    "DependencyCheckFailed",
+                    e.to_string(),
+                );
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    Condition::healthy(DEPENDENCIES_HEALTHY, "")
+}
+
+fn state(s: Option<&str>) -> &str {
+    s.unwrap_or("not yet reconciled")
+}
+
+fn dependency_missing(reason: &str, message: &str) -> Condition {
+    Condition::new(
+        DEPENDENCIES_HEALTHY,
+        ConditionStatus::False,
+        reason,
+        message,
+    )
+}
+
+/// A snapshot of what can use revisions, from the caches and two small lists.
+async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
+    let map = |m: &Option<BTreeMap<String, String>>| m.clone().unwrap_or_default();
+    let namespaces = ctx
+        .namespaces
+        .state()
+        .iter()
+        .map(|n| NamespaceInfo {
+            name: n.name_any(),
+            labels: map(&n.metadata.labels),
+        })
+        .collect();
+    let pods = ctx
+        .pods
+        .state()
+        .iter()
+        .map(|p| PodInfo {
+            namespace: p.namespace().unwrap_or_default(),
+            name: p.name_any(),
+            labels: map(&p.metadata.labels),
+            annotations: map(&p.metadata.annotations),
+            created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            ztunnel: p.labels().get("app").is_some_and(|a| a == "ztunnel"),
+        })
+        .collect();
+    let tags = Api::<IstioRevisionTag>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|t| {
+            Some((t.name_any(), t.status?.istio_revision)).filter(|(_, r)| !r.is_empty())
+        })
+        .collect();
+    let revisions = Api::<IstioRevision>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|r| RevisionInfo {
+            istio: istio_owner(&r),
+            active_since: r
+                .annotations()
+                .get(ACTIVE_SINCE_ANNOTATION)
+                .and_then(|t| t.parse().ok()),
+            enable_namespaces_by_default: r
+                .spec
+                .values
+                .as_ref()
+                .and_then(|v| v.sidecar_injector_webhook.as_ref())
+                .and_then(|s| s.get("enableNamespacesByDefault"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            name: r.name_any(),
+        })
+        .collect();
+    Ok(Usage {
+        namespaces,
+        pods,
+        tags,
+        revisions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(v: serde_json::Value) -> Deployment {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn ready_only_when_the_rollout_is_complete() {
+        let done = deployment(
+            json!({"metadata": {"generation": 2}, "spec": {"replicas": 1, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}}),
+        );
+        assert!(rollout_state(&done).is_ok());
+        let unobserved = deployment(
+            json!({"metadata": {"generation": 3}, "spec": {"replicas": 1, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}}),
+        );
+        assert!(rollout_state(&unobserved).is_err());
+        let surging = deployment(
+            json!({"metadata": {"generation": 3}, "spec": {"replicas": 1, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1}}),
+        );
+        assert!(rollout_state(&surging).unwrap_err().contains("in progress"));
+        let zero = deployment(
+            json!({"metadata": {"generation": 1}, "spec": {"replicas": 0, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 1}}),
+        );
+        assert!(rollout_state(&zero).unwrap_err().contains("zero"));
+    }
+}

@@ -1,0 +1,260 @@
+//! The layers the values pipeline merges: built-in defaults per component and Istio minor,
+//! profiles, and platform settings. Version differences of defaults live here (a key
+//! present only from a minor on), so that renderers act on what the values say.
+//!
+//! Written from the facts of Istio's charts and Sail's profiles (see
+//! `reference/istio-components.md`); no chart text is used.
+
+use mizzen_catalog::Version;
+use serde_json::{Value, json};
+
+use super::Component;
+use crate::RenderError;
+use crate::pod::node_agent_tolerations;
+
+/// Default log level of istiod and the istio-cni agent (`--log_output_level`).
+pub(crate) const LOG_LEVEL: &str = "default:info";
+/// istiod autoscaling defaults.
+pub(crate) const ISTIOD_AUTOSCALE_MIN: i32 = 1;
+pub(crate) const ISTIOD_AUTOSCALE_MAX: i32 = 5;
+pub(crate) const ISTIOD_REPLICAS: i32 = 1;
+pub(crate) const ISTIOD_CPU_UTILIZATION: i32 = 80;
+/// istio-cni agent grace period and rollout step.
+pub(crate) const CNI_GRACE_SECONDS: i64 = 5;
+pub(crate) const CNI_MAX_UNAVAILABLE: i32 = 1;
+/// ztunnel grace period and log level.
+pub(crate) const ZTUNNEL_GRACE_SECONDS: i64 = 30;
+pub(crate) const ZTUNNEL_LOG_LEVEL: &str = "info";
+/// The name of the ztunnel DaemonSet and ServiceAccount.
+pub(crate) const ZTUNNEL_NAME: &str = "ztunnel";
+
+/// Profiles mizzen knows (the `spec.profile` enum of the API).
+const PROFILES: [&str; 10] = [
+    "ambient",
+    "default",
+    "demo",
+    "empty",
+    "external",
+    "openshift",
+    "openshift-ambient",
+    "preview",
+    "remote",
+    "stable",
+];
+
+/// Whether `version` is at least `1.<minor>`.
+pub(crate) fn at_least(version: &Version, minor: u32) -> bool {
+    (version.major, version.minor) >= (1, minor)
+}
+
+/// The built-in defaults of a component at an Istio minor.
+pub(crate) fn defaults(component: Component, version: &Version) -> Value {
+    match component {
+        Component::Istiod => istiod_defaults(),
+        Component::Cni => cni_defaults(version),
+        Component::ZTunnel => ztunnel_defaults(),
+    }
+}
+
+fn istiod_defaults() -> Value {
+    json!({
+        "global": {
+            "istioNamespace": "istio-system",
+            "configValidation": true,
+            "defaultPodDisruptionBudget": {"enabled": true},
+            "logging": {"level": LOG_LEVEL},
+            "proxy": {"clusterDomain": "cluster.local"},
+        },
+        "pilot": {
+            "autoscaleEnabled": true,
+            "autoscaleMin": ISTIOD_AUTOSCALE_MIN,
+            "autoscaleMax": ISTIOD_AUTOSCALE_MAX,
+            "replicaCount": ISTIOD_REPLICAS,
+            "rollingMaxSurge": "100%",
+            "rollingMaxUnavailable": "25%",
+            "cpu": {"targetAverageUtilization": ISTIOD_CPU_UTILIZATION},
+            "resources": {"requests": {"cpu": "500m", "memory": "2048Mi"}},
+            "keepaliveMaxServerConnectionAge": "30m",
+            "traceSampling": 1.0,
+        },
+        "pdb": {"minAvailable": 1},
+        "meshConfig": {"enablePrometheusMerge": true},
+        "sidecarInjectorWebhook": {"enableNamespacesByDefault": false, "reinvocationPolicy": "Never"},
+        "telemetry": {"enabled": true, "v2": {"enabled": true, "prometheus": {"enabled": true}}},
+    })
+}
+
+fn cni_defaults(version: &Version) -> Value {
+    let mut ambient = json!({
+        "enabled": false,
+        "dnsCapture": true,
+        "ipv6": true,
+        "reconcileIptablesOnStartup": false,
+        "shareHostNetworkNamespace": false,
+    });
+    let mut values = json!({
+        "global": {"logging": {"level": LOG_LEVEL}},
+        "cni": {
+            "cniBinDir": "/opt/cni/bin",
+            "cniConfDir": "/etc/cni/net.d",
+            "cniNetnsDir": "/var/run/netns",
+            "chained": true,
+            "provider": "default",
+            "excludeNamespaces": ["kube-system"],
+            "repair": {
+                "enabled": true,
+                "labelPods": false,
+                "deletePods": false,
+                "repairPods": true,
+                "initContainerName": "istio-validation",
+                "brokenPodLabelKey": "cni.istio.io/uninitialized",
+                "brokenPodLabelValue": "true",
+            },
+            "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}},
+            "tolerations": node_agent_tolerations(),
+            "rollingMaxUnavailable": CNI_MAX_UNAVAILABLE,
+            "terminationGracePeriodSeconds": CNI_GRACE_SECONDS,
+        },
+    });
+    if at_least(version, 27) {
+        ambient["enablementSelectors"] = enablement_selectors();
+        values["cni"]["istioOwnedCNIConfig"] = json!(false);
+        values["global"]["nativeNftables"] = json!(false);
+    }
+    if at_least(version, 28) {
+        ambient["enableAmbientDetectionRetry"] = json!(false);
+    }
+    values["cni"]["ambient"] = ambient;
+    values
+}
+
+/// Pods enrolled in ambient: labelled `istio.io/dataplane-mode=ambient`, or in a namespace
+/// so labelled and not opted out with `none`.
+fn enablement_selectors() -> Value {
+    json!([
+        {"podSelector": {"matchLabels": {"istio.io/dataplane-mode": "ambient"}}},
+        {
+            "podSelector": {"matchExpressions": [
+                {"key": "istio.io/dataplane-mode", "operator": "NotIn", "values": ["none"]}
+            ]},
+            "namespaceSelector": {"matchLabels": {"istio.io/dataplane-mode": "ambient"}},
+        },
+    ])
+}
+
+fn ztunnel_defaults() -> Value {
+    json!({
+        "ztunnel": {
+            "resourceName": ZTUNNEL_NAME,
+            "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}},
+            "tolerations": node_agent_tolerations(),
+            "podAnnotations": {"prometheus.io/port": "15020", "prometheus.io/scrape": "true"},
+            "terminationGracePeriodSeconds": ZTUNNEL_GRACE_SECONDS,
+            "logLevel": ZTUNNEL_LOG_LEVEL,
+        },
+    })
+}
+
+/// The layer of one profile for a component. What `ambient` means is spelled out here,
+/// since there are no charts to interpret `profile: ambient`.
+pub(crate) fn profile(
+    component: Component,
+    name: &str,
+    version: &Version,
+) -> Result<Value, RenderError> {
+    Ok(match name {
+        "default" => default_profile(component),
+        "ambient" => ambient_profile(component, version),
+        "openshift" => openshift_profile(),
+        "openshift-ambient" => {
+            let mut layer = ambient_profile(component, version);
+            crate::json::merge(&mut layer, &openshift_profile());
+            layer
+        }
+        "demo" | "preview" | "remote" | "stable" | "external" => match component {
+            Component::ZTunnel => json!({}),
+            _ => json!({"profile": name}),
+        },
+        "empty" => json!({}),
+        _ => {
+            return Err(RenderError::UnknownProfile {
+                name: name.to_owned(),
+                expected: PROFILES.join(", "),
+            });
+        }
+    })
+}
+
+fn default_profile(component: Component) -> Value {
+    match component {
+        Component::Istiod => json!({
+            "defaultRevision": "",
+            "global": {"istioNamespace": "istio-system", "configValidation": true},
+        }),
+        Component::Cni => json!({}),
+        Component::ZTunnel => json!({"ztunnel": {"resourceName": ZTUNNEL_NAME}}),
+    }
+}
+
+fn ambient_profile(component: Component, version: &Version) -> Value {
+    let hbone = json!({"defaultConfig": {"proxyMetadata": {"ISTIO_META_ENABLE_HBONE": "true"}}});
+    match component {
+        Component::Istiod => {
+            let mut mesh = hbone;
+            if at_least(version, 27) {
+                mesh["serviceScopeConfigs"] = json!([{
+                    "servicesSelector": {"matchExpressions": [
+                        {"key": "istio.io/global", "operator": "In", "values": ["true"]}
+                    ]},
+                    "scope": "GLOBAL",
+                }]);
+            }
+            json!({
+                "profile": "ambient",
+                "global": {"variant": "distroless"},
+                "pilot": {"env": {"PILOT_ENABLE_AMBIENT": "true"}},
+                "meshConfig": mesh,
+            })
+        }
+        Component::Cni => json!({
+            "profile": "ambient",
+            "global": {"variant": "distroless"},
+            "cni": {"ambient": {"enabled": true}},
+        }),
+        Component::ZTunnel => json!({
+            "global": {"variant": "distroless"},
+            "ztunnel": {"meshConfig": hbone},
+        }),
+    }
+}
+
+fn openshift_profile() -> Value {
+    json!({"global": {"platform": "openshift"}})
+}
+
+/// The settings of a platform for a component (only OpenShift has any).
+pub(crate) fn platform(component: Component, name: &str) -> Value {
+    if name != "openshift" {
+        return json!({});
+    }
+    let spc = json!({"type": "spc_t"});
+    match component {
+        Component::Istiod => json!({
+            "pilot": {
+                "cni": {"enabled": true, "provider": "multus"},
+                "trustedZtunnelNamespace": "kube-system",
+            },
+        }),
+        Component::Cni => json!({
+            "cni": {
+                "cniBinDir": "/var/lib/cni/bin",
+                "cniConfDir": "/etc/cni/multus/net.d",
+                "chained": false,
+                "cniConfFileName": "istio-cni.conf",
+                "provider": "multus",
+                "seLinuxOptions": spc,
+            },
+        }),
+        Component::ZTunnel => json!({"ztunnel": {"seLinuxOptions": spc}}),
+    }
+}
