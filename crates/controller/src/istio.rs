@@ -21,7 +21,12 @@ use serde_json::{Value, json};
 use crate::apply::Owner;
 use crate::context::{Context, now, patch_status};
 use crate::inuse::ACTIVE_SINCE_ANNOTATION;
+use crate::run::{Wiring, drain, error_policy};
 use crate::{Error, owner_of};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::{Controller, watcher};
 
 /// Default grace period before an unused inactive revision is deleted.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -150,6 +155,21 @@ pub fn prune_plan(
         }
     }
     (delete, next)
+}
+
+/// The Istio controller: Istios, the revisions and Services they own.
+pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
+    let c = &w.client;
+    let stream = Controller::new(Api::<Istio>::all(c.clone()), watcher::Config::default())
+        .owns(
+            Api::<IstioRevision>::all(c.clone()),
+            watcher::Config::default(),
+        )
+        .owns(Api::<Service>::all(c.clone()), w.managed())
+        .with_config(w.config())
+        .graceful_shutdown_on(w.stopped())
+        .run(reconcile, error_policy, w.ctx.clone());
+    drain("Istio", stream).boxed()
 }
 
 /// Reconciles one Istio.

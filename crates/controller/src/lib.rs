@@ -37,3 +37,14 @@ pub fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> apply::Owner {
         uid: obj.uid().unwrap_or_default(),
     }
 }
+
+/// The version enums the CRDs publish for a catalog.
+pub fn crd_versions(c: &mizzen_catalog::Catalog) -> mizzen_api::crds::VersionEnums {
+    let owned = |v: Vec<&str>| v.into_iter().map(String::from).collect();
+    mizzen_api::crds::VersionEnums {
+        all: owned(c.all_names()),
+        concrete: owned(c.concrete_names()),
+        ztunnel: owned(c.ztunnel_names()),
+        default: c.default_version().to_string(),
+    }
+}

@@ -23,7 +23,15 @@ use mizzen_render::{Object, Platform, RevisionInput, helm_revision};
 use crate::context::{Context, now, patch_status};
 use crate::inuse::{ACTIVE_SINCE_ANNOTATION, NamespaceInfo, PodInfo, RevisionInfo, Usage};
 use crate::istio::stable_host;
+use crate::run::{Wiring, all_revisions, drain, error_policy};
 use crate::{Error, owner_of};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::runtime::{Controller, watcher};
 
 /// Every kind a revision may render; objects of these kinds that a render no longer produces
 /// are pruned.
@@ -54,6 +62,49 @@ pub fn prunable_kinds() -> Vec<GroupVersionKind> {
     .into_iter()
     .map(|(g, v, k)| GroupVersionKind::gvk(g, v, k))
     .collect()
+}
+
+/// The IstioRevision controller: revisions, their children, and everything that changes
+/// their readiness, dependencies or usage.
+pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
+    let c = &w.client;
+    let revisions = Controller::new(
+        Api::<IstioRevision>::all(c.clone()),
+        watcher::Config::default(),
+    );
+    let store = revisions.store();
+    let stream = revisions
+        .owns(Api::<Deployment>::all(c.clone()), w.managed())
+        .owns(Api::<Service>::all(c.clone()), w.managed())
+        .owns(Api::<ConfigMap>::all(c.clone()), w.managed())
+        .owns(
+            Api::<MutatingWebhookConfiguration>::all(c.clone()),
+            w.managed(),
+        )
+        .owns(
+            Api::<ValidatingWebhookConfiguration>::all(c.clone()),
+            w.managed(),
+        )
+        .watches(
+            Api::<IstioCNI>::all(c.clone()),
+            watcher::Config::default(),
+            all_revisions(store.clone()),
+        )
+        .watches(
+            Api::<ZTunnel>::all(c.clone()),
+            watcher::Config::default(),
+            all_revisions(store.clone()),
+        )
+        .watches(
+            Api::<IstioRevisionTag>::all(c.clone()),
+            watcher::Config::default(),
+            all_revisions(store),
+        )
+        .reconcile_all_on(w.usage_changes())
+        .with_config(w.config())
+        .graceful_shutdown_on(w.stopped())
+        .run(reconcile, error_policy, w.ctx.clone());
+    drain("IstioRevision", stream).boxed()
 }
 
 /// Reconciles one IstioRevision.

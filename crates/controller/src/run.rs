@@ -8,21 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::{Controller, WatchStreamExt, watcher as watch_objects};
+use kube::runtime::{WatchStreamExt, watcher as watch_objects};
 use kube::{Client, ResourceExt};
-use mizzen_api::{Istio, IstioCNI, IstioRevision, IstioRevisionTag, ZTunnel};
+use mizzen_api::{Istio, IstioRevision};
 use mizzen_catalog::Catalog;
 use mizzen_render::Platform;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, watch};
 
 use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
 use crate::{Context, Error, istio, revision};
@@ -49,8 +45,9 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let stop_for = stop_rx.clone();
     let stopped = move || {
-        let mut rx = stop_rx.clone();
+        let mut rx = stop_for.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
@@ -61,7 +58,7 @@ pub async fn run(
 
     let (ns_store, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
     let (pod_store, pod_writer) = reflector::store::<PartialObjectMeta<Pod>>();
-    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
+    let (trigger_tx, _) = broadcast::channel::<()>(16);
 
     // Namespaces and non-terminal pods, metadata only, without managedFields.
     let namespaces = watch_objects(
@@ -83,7 +80,11 @@ pub async fn run(
         trigger_tx.clone(),
         stopped(),
     ));
-    tokio::spawn(forward_relevant_changes(pods, trigger_tx, stopped()));
+    tokio::spawn(forward_relevant_changes(
+        pods,
+        trigger_tx.clone(),
+        stopped(),
+    ));
 
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -95,83 +96,89 @@ pub async fn run(
     ns_store.wait_until_ready().await.ok();
     pod_store.wait_until_ready().await.ok();
 
-    let config = ControllerConfig::default()
-        .debounce(Duration::from_millis(300))
-        .concurrency(4);
-    let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=mizzen");
-
-    let istios = Controller::new(
-        Api::<Istio>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<IstioRevision>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Service>::all(client.clone()), managed.clone())
-    .with_config(config.clone())
-    .graceful_shutdown_on(stopped())
-    .run(istio::reconcile, error_policy, ctx.clone())
-    .for_each(|r| async move { log_result("Istio", r) });
-
-    let revisions = Controller::new(
-        Api::<IstioRevision>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let all = revisions.store();
-    let everything = move || all_revisions(&all);
-    let (e1, e2, e3) = (everything.clone(), everything.clone(), everything.clone());
-    let revisions = revisions
-        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-        .owns(Api::<Service>::all(client.clone()), managed.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
-        .owns(
-            Api::<MutatingWebhookConfiguration>::all(client.clone()),
-            managed.clone(),
-        )
-        .owns(
-            Api::<ValidatingWebhookConfiguration>::all(client.clone()),
-            managed.clone(),
-        )
-        .watches(
-            Api::<IstioCNI>::all(client.clone()),
-            watcher::Config::default(),
-            move |_| e1(),
-        )
-        .watches(
-            Api::<ZTunnel>::all(client.clone()),
-            watcher::Config::default(),
-            move |_| e2(),
-        )
-        .watches(
-            Api::<IstioRevisionTag>::all(client.clone()),
-            watcher::Config::default(),
-            move |_| e3(),
-        )
-        .reconcile_all_on(tokio_stream(trigger_rx))
-        .with_config(config)
-        .graceful_shutdown_on(stopped())
-        .run(revision::reconcile, error_policy, ctx.clone())
-        .for_each(|r| async move { log_result("IstioRevision", r) });
-
+    let wiring = Wiring {
+        client,
+        ctx,
+        triggers: trigger_tx,
+        stop: stop_rx,
+    };
+    let controllers = vec![istio::controller(&wiring), revision::controller(&wiring)];
     opts.ready.store(true, Ordering::SeqCst);
     tracing::info!("controllers running");
-    tokio::join!(istios, revisions);
+    futures::future::join_all(controllers).await;
     opts.ready.store(false, Ordering::SeqCst);
     tracing::info!("controllers stopped");
     Ok(())
 }
 
-fn all_revisions(store: &Store<IstioRevision>) -> Vec<ObjectRef<IstioRevision>> {
-    store
-        .state()
-        .iter()
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
-        .collect()
+/// What a controller is built from.
+pub struct Wiring {
+    /// API client.
+    pub client: Client,
+    /// Shared state.
+    pub ctx: Arc<Context>,
+    triggers: broadcast::Sender<()>,
+    stop: watch::Receiver<bool>,
 }
 
-fn tokio_stream(mut rx: mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+impl Wiring {
+    /// Completes when the operator shuts down.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.stop.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Fires when a namespace or pod changed in a way that can affect usage or prerequisites
+    /// (for `Controller::reconcile_all_on`).
+    pub fn usage_changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let rx = self.triggers.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+    }
+
+    /// The controller settings every controller uses: debounced, bounded concurrency.
+    pub fn config(&self) -> ControllerConfig {
+        ControllerConfig::default()
+            .debounce(Duration::from_millis(300))
+            .concurrency(4)
+    }
+
+    /// Watch settings for children: only objects mizzen manages.
+    pub fn managed(&self) -> watcher::Config {
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=mizzen")
+    }
+}
+
+/// Drains a controller's output stream, logging failures.
+pub async fn drain<K, S, E>(kind: &'static str, stream: S)
+where
+    K: kube::Resource,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+    E: std::fmt::Display,
+    S: futures::Stream<Item = Result<(ObjectRef<K>, Action), E>>,
+{
+    stream
+        .for_each(|r| async move { log_result(kind, r) })
+        .await
+}
+
+/// A watch mapper that enqueues every revision (there are few).
+pub(crate) fn all_revisions<T>(
+    store: Store<IstioRevision>,
+) -> impl Fn(T) -> Vec<ObjectRef<IstioRevision>> + Clone {
+    move |_| {
+        store
+            .state()
+            .iter()
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect()
+    }
 }
 
 /// Waits until mizzen's CRDs are served; false when shut down first.
@@ -214,7 +221,7 @@ async fn wait_for_crds(client: &Client, stopped: impl Future<Output = ()>) -> bo
 /// does not cause reconciles.
 async fn forward_relevant_changes<K, S>(
     stream: S,
-    tx: mpsc::Sender<()>,
+    tx: broadcast::Sender<()>,
     stopped: impl Future<Output = ()>,
 ) where
     K: kube::Resource + Clone + std::fmt::Debug + Send + 'static,
@@ -238,7 +245,7 @@ async fn forward_relevant_changes<K, S>(
             }
         };
         if changed {
-            let _ = tx.try_send(());
+            let _ = tx.send(());
         }
     }
 }
@@ -256,7 +263,7 @@ fn fingerprint<K: kube::Resource>(o: &K) -> u64 {
     h.finish()
 }
 
-fn error_policy<K>(obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action
+pub(crate) fn error_policy<K>(obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action
 where
     K: kube::Resource,
 {

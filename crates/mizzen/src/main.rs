@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mizzen_api::crds::VersionEnums;
 use mizzen_catalog::Catalog;
 
 mod dev;
@@ -44,7 +43,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crds => {
             let catalog = load_catalog(cli.versions_file.as_deref())?;
-            print!("{}", mizzen_api::crds::crds_yaml(&version_enums(&catalog)));
+            print!(
+                "{}",
+                mizzen_api::crds::crds_yaml(&mizzen_controller::crd_versions(&catalog))
+            );
             Ok(())
         }
         Command::Dev(cmd) => dev::run(cmd),
@@ -60,15 +62,4 @@ fn load_catalog(file: Option<&std::path::Path>) -> anyhow::Result<Catalog> {
         Some(f) => Catalog::from_file(f)?,
         None => Catalog::embedded().context("the embedded version catalog is invalid")?,
     })
-}
-
-/// The version enums the CRDs publish for a catalog.
-fn version_enums(c: &Catalog) -> VersionEnums {
-    let owned = |v: Vec<&str>| v.into_iter().map(String::from).collect();
-    VersionEnums {
-        all: owned(c.all_names()),
-        concrete: owned(c.concrete_names()),
-        ztunnel: owned(c.ztunnel_names()),
-        default: c.default_version().to_string(),
-    }
 }

@@ -1,0 +1,156 @@
+//! The operator running in-process against the shared local control plane of a test binary.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+use mizzen_catalog::Catalog;
+use mizzen_controller::{RunOptions, crd_versions, run};
+use mizzen_render::Platform;
+use mizzen_testcluster::{Cluster, shared};
+
+/// A running operator; stops when dropped (or when the test binary exits).
+pub struct Operator {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Installs mizzen's CRDs (for `catalog`) on `cluster` and waits until they are Established.
+pub async fn install_crds(cluster: &Cluster, catalog: &Catalog) {
+    let client = cluster.client();
+    let api: Api<CustomResourceDefinition> = Api::all(client);
+    for crd in mizzen_api::crds::crds(&crd_versions(catalog)) {
+        let name = crd.metadata.name.clone().unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply("mizzen-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD established in time")
+        .unwrap();
+    }
+}
+
+/// Starts the operator with `catalog` in a thread of its own (its own runtime, so it outlives
+/// each test's runtime) and waits until its controllers run.
+pub fn start_operator(cluster: &Cluster, catalog: Catalog) -> Operator {
+    let config = cluster.kube_config();
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let r = ready.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let client = kube::Client::try_from(config).unwrap();
+            let opts = RunOptions {
+                catalog: Arc::new(catalog),
+                platform: Platform::Kubernetes,
+                ready: r,
+            };
+            run(client, opts, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ready.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "operator did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Operator {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+static SHARED_OPERATOR: OnceLock<Mutex<Option<Operator>>> = OnceLock::new();
+static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// The shared cluster with CRDs installed and one operator (embedded catalog) running for the
+/// whole test binary.
+pub async fn cluster_with_operator() -> &'static Cluster {
+    let cluster = shared().await;
+    CRDS.get_or_init(|| async { install_crds(cluster, &Catalog::embedded().unwrap()).await })
+        .await;
+    SHARED_OPERATOR
+        .get_or_init(|| Mutex::new(Some(start_operator(cluster, Catalog::embedded().unwrap()))));
+    cluster
+}
+
+/// Polls `f` until it returns `Some`, up to `secs` seconds; panics with `what` otherwise.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs kubectl against `cluster`, returning stdout; panics on failure.
+pub fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
+    let out = cluster.kubectl().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `kubectl get` output as rows of whitespace-separated columns (header dropped), for the given
+/// resource and names.
+pub fn table(cluster: &Cluster, args: &[&str]) -> Vec<Vec<String>> {
+    kubectl(cluster, args)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .collect()
+}
