@@ -240,7 +240,8 @@ pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, E
 
     // Prune even when the spec is refused: other revisions may still expire.
     let mut requeue = None;
-    if let Ok(owned) = &owned {
+    let mut owned = owned;
+    if let Ok(owned) = &mut owned {
         let (delete, next) = prune_plan(owned, active.as_deref(), grace(&istio), Timestamp::now());
         for rev in delete {
             match revisions_api
@@ -248,6 +249,7 @@ pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, E
                 .await
             {
                 Ok(_) => {
+                    owned.retain(|r| r.name_any() != rev);
                     ctx.event(
                         istio.as_ref(),
                         EventType::Normal,
@@ -316,14 +318,15 @@ async fn write_revision(
         },
     });
     let inventory = mizzen_render::Owner::istio(&istio.name_any()).label();
+    // The revision reports a missing namespace itself; the Service follows once it exists
+    // (the revision's status change brings the Istio back here).
+    let mut desired = vec![revision];
+    if ctx.namespace_ready(namespace).is_ok() {
+        desired.push(stable_service(istio, &plan.revision));
+    }
     let report = ctx
         .applier
-        .apply(
-            owner,
-            (inventory.0, &inventory.1),
-            vec![revision, stable_service(istio, &plan.revision)],
-            &[],
-        )
+        .apply(owner, (inventory.0, &inventory.1), desired, &[])
         .await?;
     let written = report
         .written
@@ -393,7 +396,7 @@ fn status(
             "ActiveRevisionNotFound",
             "active IstioRevision not found",
         )),
-        Ok(_) => set(Condition::healthy(RECONCILED, "")),
+        Ok(_) => {}
     }
     // The revision's conditions describe this Istio's spec only once the revision controller
     // has observed the revision as written now; until then Ready waits (so `kubectl wait
@@ -402,7 +405,13 @@ fn status(
         !revision_written
             && r.status.as_ref().and_then(|s| s.observed_generation) == r.metadata.generation
     });
-    for t in [READY, DEPENDENCIES_HEALTHY] {
+    // Upstream copies the active revision's Reconciled, Ready and DependenciesHealthy.
+    let copy = if reconciled.is_ok() {
+        &[RECONCILED, READY, DEPENDENCIES_HEALTHY][..]
+    } else {
+        &[READY, DEPENDENCIES_HEALTHY][..]
+    };
+    for &t in copy {
         let copied = match (active_rev, current) {
             (None, _) => Condition::new(
                 t,
@@ -625,6 +634,7 @@ mod tests {
         active.status = Some(IstioRevisionStatus {
             observed_generation: Some(4),
             conditions: vec![
+                Condition::healthy(RECONCILED, ""),
                 Condition::healthy(READY, ""),
                 Condition::new(
                     DEPENDENCIES_HEALTHY,

@@ -187,3 +187,580 @@ async fn inplace_patch_update_rolls_istiod_and_kubectl_wait_waits_for_it() {
     assert_eq!(image(&d), "docker.io/istio/pilot:1.27.2");
     kubectl(cluster, &["delete", "istio", name]);
 }
+
+/// A pod that KWOK runs, in namespace `ns`, with the given labels and annotations.
+async fn pod(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+) {
+    let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/app:1"}]}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(cluster.client(), ns)
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+}
+
+/// `kubectl get istiorevision` rows of the revisions of Istio `istio` (selected by mizzen's
+/// inventory label), as (NAME, READY, STATUS, IN USE, VERSION).
+async fn revision_rows(
+    cluster: &Cluster,
+    istio: &str,
+) -> Vec<(String, String, String, String, String)> {
+    let selector = format!("mizzen.io/owner=istio.{istio}");
+    // The printer columns' JSONPaths, as custom columns so that empty cells read `<none>`.
+    let columns = "custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type==\"Ready\")].status,\
+        STATUS:.status.state,INUSE:.status.conditions[?(@.type==\"InUse\")].status,VERSION:.spec.version";
+    kubectl(
+        cluster,
+        &["get", "istiorevision", "-l", &selector, "-o", columns],
+    )
+    .lines()
+    .skip(1)
+    .map(|l| {
+        let c: Vec<&str> = l.split_whitespace().collect();
+        (
+            c[0].into(),
+            c[1].into(),
+            c[2].into(),
+            c[3].into(),
+            c[4].into(),
+        )
+    })
+    .collect()
+}
+
+fn row(
+    name: &str,
+    ready: &str,
+    status: &str,
+    in_use: &str,
+    version: &str,
+) -> (String, String, String, String, String) {
+    (
+        name.into(),
+        ready.into(),
+        status.into(),
+        in_use.into(),
+        version.into(),
+    )
+}
+
+#[tokio::test]
+async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls_back() {
+    let cluster = cluster_with_operator().await;
+    let ns = namespace(cluster, "cp-canary").await;
+    let app = namespace(cluster, "cp-canary-bookinfo").await;
+    let zt = namespace(cluster, "cp-canary-ztunnel").await;
+    let name = "canary";
+    apply(
+        cluster,
+        &istio_manifest(name, &ns, "v1.26.3", "RevisionBased", 30),
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    // Ambient workloads and a ztunnel pod following this Istio (what the ZTunnel controller
+    // renders): the ztunnel pod started while v1-26-3 was active.
+    kubectl(
+        cluster,
+        &[
+            "label",
+            "namespace",
+            &app,
+            "istio.io/dataplane-mode=ambient",
+        ],
+    );
+    pod(
+        cluster,
+        &zt,
+        "ztunnel-a",
+        serde_json::json!({"app": "ztunnel"}),
+        serde_json::json!({"mizzen.io/follows-istio": name}),
+    )
+    .await;
+    let old = format!("{name}-v1-26-3");
+    let new = format!("{name}-v1-26-4");
+    eventually(30, "old revision in use", || async {
+        (revision_rows(cluster, name).await == [row(&old, "True", "Healthy", "True", "v1.26.3")])
+            .then_some(())
+    })
+    .await;
+
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"version":"v1.26.4"}}"#,
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=5m",
+        ],
+    );
+    // Seed §1.6.2 step 4–5: two revisions, the old one in use, the new one active but unused.
+    let rows = table(cluster, &["get", "istio", name]);
+    assert_eq!(
+        rows[0][..7],
+        [name, "2", "2", "1", &new, "Healthy", "v1.26.4"]
+    );
+    eventually(30, "both revisions listed", || async {
+        (revision_rows(cluster, name).await
+            == [
+                row(&old, "True", "Healthy", "True", "v1.26.3"),
+                row(&new, "True", "Healthy", "False", "v1.26.4"),
+            ])
+        .then_some(())
+    })
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client(), &ns);
+    assert_eq!(
+        image(&deployments.get(&format!("istiod-{old}")).await.unwrap()),
+        "docker.io/istio/pilot:1.26.3"
+    );
+    assert_eq!(
+        image(&deployments.get(&format!("istiod-{new}")).await.unwrap()),
+        "docker.io/istio/pilot:1.26.4"
+    );
+    let why = kubectl(
+        cluster,
+        &[
+            "get",
+            "istiorevision",
+            &old,
+            "-o",
+            "jsonpath={.status.inUseBy}",
+        ],
+    );
+    assert!(
+        why.contains(&format!("ambient namespace {app}")) && why.contains("ztunnel-a"),
+        "{why}"
+    );
+    // The stable Service now selects the new revision's istiod.
+    let svc = kubectl(
+        cluster,
+        &[
+            "get",
+            "service",
+            "-n",
+            &ns,
+            &format!("istiod-active-{name}"),
+            "-o",
+            "jsonpath={.spec.selector}",
+        ],
+    );
+    assert!(svc.contains(&new), "{svc}");
+
+    // Rolling back while the old revision exists makes it active again.
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"version":"v1.26.3"}}"#,
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    let rows = table(cluster, &["get", "istio", name]);
+    assert_eq!(rows[0][4], old);
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"version":"v1.26.4"}}"#,
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+
+    // The ztunnel rollout: the pod is replaced after v1-26-4 became active. Now the new
+    // revision is in use and the old one not; after the 30 s grace period it is deleted.
+    kubectl(
+        cluster,
+        &["delete", "pod", "-n", &zt, "ztunnel-a", "--wait=true"],
+    );
+    pod(
+        cluster,
+        &zt,
+        "ztunnel-b",
+        serde_json::json!({"app": "ztunnel"}),
+        serde_json::json!({"mizzen.io/follows-istio": name}),
+    )
+    .await;
+    eventually(30, "usage moves to the new revision", || async {
+        (revision_rows(cluster, name).await
+            == [
+                row(&old, "True", "Healthy", "False", "v1.26.3"),
+                row(&new, "True", "Healthy", "True", "v1.26.4"),
+            ])
+        .then_some(())
+    })
+    .await;
+    let unused_at = std::time::Instant::now();
+    eventually(60, "old revision pruned", || async {
+        (revision_rows(cluster, name).await == [row(&new, "True", "Healthy", "True", "v1.26.4")])
+            .then_some(())
+    })
+    .await;
+    let waited = unused_at.elapsed().as_secs();
+    assert!(
+        waited >= 25,
+        "pruned after {waited}s, before the 30 s grace period"
+    );
+    let rows = table(cluster, &["get", "istio", name]);
+    assert_eq!(
+        rows[0][..7],
+        [name, "1", "1", "1", &new, "Healthy", "v1.26.4"]
+    );
+    let events = kubectl(
+        cluster,
+        &[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+        ],
+    );
+    assert!(
+        events.contains("RevisionCreated") && events.contains("RevisionPruned"),
+        "{events}"
+    );
+    kubectl(cluster, &["delete", "istio", name]);
+}
+
+#[tokio::test]
+async fn ambient_enrolment_keeps_a_revision_and_failed_pods_do_not() {
+    let cluster = cluster_with_operator().await;
+    let ns = namespace(cluster, "cp-usage").await;
+    let app = namespace(cluster, "cp-usage-app").await;
+    let zt = namespace(cluster, "cp-usage-ztunnel").await;
+    let name = "usage";
+    apply(
+        cluster,
+        &istio_manifest(name, &ns, "v1.27.1", "RevisionBased", 5),
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    let old = format!("{name}-v1-27-1");
+    // Used only through ambient enrolment (ztunnel pod bound to it, namespace enrolled).
+    kubectl(
+        cluster,
+        &[
+            "label",
+            "namespace",
+            &app,
+            "istio.io/dataplane-mode=ambient",
+        ],
+    );
+    pod(
+        cluster,
+        &zt,
+        "ztunnel-x",
+        serde_json::json!({"app": "ztunnel"}),
+        serde_json::json!({"mizzen.io/follows-istio": name}),
+    )
+    .await;
+    // And a pod injected by it that will fail.
+    pod(
+        cluster,
+        &app,
+        "job",
+        serde_json::json!({}),
+        serde_json::json!({"istio.io/rev": old}),
+    )
+    .await;
+    eventually(30, "in use", || async {
+        (revision_rows(cluster, name).await == [row(&old, "True", "Healthy", "True", "v1.27.1")])
+            .then_some(())
+    })
+    .await;
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"version":"v1.27.2"}}"#,
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    // Well past the 5 s grace period the old revision is still there: ambient workloads use it.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let rows = revision_rows(cluster, name).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].3, "True");
+
+    // Ambient use ends (the namespace leaves ambient mode); only the injected pod remains.
+    kubectl(
+        cluster,
+        &["label", "namespace", &app, "istio.io/dataplane-mode-"],
+    );
+    let why = eventually(30, "only the pod keeps it", || async {
+        let why = kubectl(
+            cluster,
+            &[
+                "get",
+                "istiorevision",
+                &old,
+                "-o",
+                "jsonpath={.status.inUseBy}",
+            ],
+        );
+        (!why.contains("ambient")).then_some(why)
+    })
+    .await;
+    assert!(why.contains(&format!("pod {app}/job")), "{why}");
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert_eq!(
+        revision_rows(cluster, name).await.len(),
+        2,
+        "a running pod keeps its revision"
+    );
+
+    // The pod fails: a terminal pod keeps nothing in use, and the revision is pruned.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cluster.client(), &app);
+    pods.patch_status(
+        "job",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Failed"}})),
+    )
+    .await
+    .unwrap();
+    eventually(60, "revision used only by a Failed pod pruned", || async {
+        (revision_rows(cluster, name).await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        revision_rows(cluster, name).await[0].0,
+        format!("{name}-v1-27-2")
+    );
+    kubectl(cluster, &["delete", "istio", name]);
+}
+
+#[tokio::test]
+async fn bad_input_gives_conditions_and_recovers() {
+    let cluster = cluster_with_operator().await;
+    let istios: Api<Istio> = Api::all(cluster.client());
+    let state = |n: &'static str| {
+        let istios = istios.clone();
+        move || {
+            let istios = istios.clone();
+            async move { istios.get(n).await.ok()?.status?.state }
+        }
+    };
+
+    // The control-plane namespace does not exist yet: a condition, then picked up.
+    let name = "late-ns";
+    apply(
+        cluster,
+        &istio_manifest(name, "cp-late", "v1.26.3", "InPlace", 30),
+    );
+    let s = eventually(30, "NamespaceNotFound", || {
+        let f = state(name);
+        async move { f().await.filter(|s| s == "NamespaceNotFound") }
+    })
+    .await;
+    assert_eq!(s, "NamespaceNotFound");
+    let rev_msg = kubectl(
+        cluster,
+        &[
+            "get",
+            "istiorevision",
+            name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Reconciled\")].message}",
+        ],
+    );
+    assert!(rev_msg.contains("cp-late"), "{rev_msg}");
+    namespace(cluster, "cp-late").await;
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    kubectl(cluster, &["delete", "istio", name]);
+
+    // An end-of-life version: a clear condition naming the supported versions, no revision
+    // written, and pruning of other revisions still works.
+    let ns = namespace(cluster, "cp-eol").await;
+    let name = "eol";
+    apply(
+        cluster,
+        &istio_manifest(name, &ns, "v1.26.3", "RevisionBased", 3),
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"version":"v1.26.4"}}"#,
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"version":"v1.24.3"}}"#,
+        ],
+    );
+    eventually(30, "VersionNotSupported", || {
+        let f = state(name);
+        async move { f().await.filter(|s| s == "VersionNotSupported") }
+    })
+    .await;
+    let msg = kubectl(
+        cluster,
+        &[
+            "get",
+            "istio",
+            name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Reconciled\")].message}",
+        ],
+    );
+    assert!(
+        msg.contains("v1.24.3") && msg.contains("end-of-life") && msg.contains("v1.26"),
+        "{msg}"
+    );
+    // The never-used v1-26-3 revision is pruned after 3 s although the spec is refused; the
+    // active one stays.
+    eventually(30, "pruning continues", || async {
+        let rows = revision_rows(cluster, name).await;
+        (rows.len() == 1 && rows[0].0 == format!("{name}-v1-26-4")).then_some(())
+    })
+    .await;
+    kubectl(cluster, &["delete", "istio", name]);
+}
+
+#[tokio::test]
+async fn strategy_switches_both_ways_create_the_other_revision_and_prune_the_old() {
+    let cluster = cluster_with_operator().await;
+    let ns = namespace(cluster, "cp-switch").await;
+    let name = "switch";
+    apply(cluster, &istio_manifest(name, &ns, "v1.28.2", "InPlace", 2));
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    apply(
+        cluster,
+        &istio_manifest(name, &ns, "v1.28.2", "RevisionBased", 2),
+    );
+    let based = format!("{name}-v1-28-2");
+    eventually(60, "InPlace -> RevisionBased", || async {
+        let rows = revision_rows(cluster, name).await;
+        (rows.len() == 1 && rows[0].0 == based).then_some(())
+    })
+    .await;
+    apply(cluster, &istio_manifest(name, &ns, "v1.28.2", "InPlace", 2));
+    eventually(60, "RevisionBased -> InPlace", || async {
+        let rows = revision_rows(cluster, name).await;
+        (rows.len() == 1 && rows[0].0 == name).then_some(())
+    })
+    .await;
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=2m",
+        ],
+    );
+    kubectl(cluster, &["delete", "istio", name]);
+}

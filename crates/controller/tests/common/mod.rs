@@ -1,7 +1,7 @@
 //! The operator running in-process against the shared local control plane of a test binary.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -56,6 +56,16 @@ pub async fn install_crds(cluster: &Cluster, catalog: &Catalog) {
 /// Starts the operator with `catalog` in a thread of its own (its own runtime, so it outlives
 /// each test's runtime) and waits until its controllers run.
 pub fn start_operator(cluster: &Cluster, catalog: Catalog) -> Operator {
+    start_operator_counting(cluster, catalog).0
+}
+
+/// Like [`start_operator`], also counting the operator's write requests (anything but GET).
+pub fn start_operator_counting(
+    cluster: &Cluster,
+    catalog: Catalog,
+) -> (Operator, Arc<AtomicUsize>) {
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counter = writes.clone();
     let config = cluster.kube_config();
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -67,7 +77,14 @@ pub fn start_operator(cluster: &Cluster, catalog: Catalog) -> Operator {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let client = kube::Client::try_from(config).unwrap();
+            let layer = tower::layer::layer_fn(move |inner| CountWrites {
+                inner,
+                writes: counter.clone(),
+            });
+            let client = kube::client::ClientBuilder::try_from(config)
+                .unwrap()
+                .with_layer(&layer)
+                .build();
             let opts = RunOptions {
                 catalog: Arc::new(catalog),
                 platform: Platform::Kubernetes,
@@ -88,9 +105,42 @@ pub fn start_operator(cluster: &Cluster, catalog: Catalog) -> Operator {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Operator {
-        stop: Some(stop_tx),
-        thread: Some(thread),
+    (
+        Operator {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        },
+        writes,
+    )
+}
+
+/// A tower service that counts requests that are not reads.
+#[derive(Clone)]
+pub struct CountWrites<S> {
+    inner: S,
+    writes: Arc<AtomicUsize>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for CountWrites<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.method() != http::Method::GET {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.call(req)
     }
 }
 

@@ -1,0 +1,95 @@
+//! In steady state the operator writes nothing, however often it reconciles (DESIGN.md
+//! decision 3: "a no-op reconcile writes nothing"). Write requests are counted at the HTTP
+//! layer of the operator's own client. A test binary of its own, so no other test's changes
+//! cause writes.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{install_crds, kubectl, start_operator_counting};
+use mizzen_catalog::Catalog;
+use mizzen_testcluster::shared;
+
+#[tokio::test]
+async fn reconciles_without_changes_send_no_writes() {
+    let cluster = shared().await;
+    install_crds(cluster, &Catalog::embedded().unwrap()).await;
+    let (_operator, writes) = start_operator_counting(cluster, Catalog::embedded().unwrap());
+    kubectl(cluster, &["create", "namespace", "istio-system"]);
+    kubectl(cluster, &["create", "namespace", "apps"]);
+    let manifest = "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: default}\nspec: {namespace: istio-system, version: v1.27.3, profile: ambient}\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("istio.yaml"), manifest).unwrap();
+    kubectl(
+        cluster,
+        &[
+            "apply",
+            "-f",
+            dir.path().join("istio.yaml").to_str().unwrap(),
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Reconciled",
+            "istios/default",
+            "--timeout=2m",
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let installed = writes.load(Ordering::SeqCst);
+    println!("writes to install the control plane: {installed}");
+
+    // Things that make every controller reconcile, without changing anything it renders.
+    writes.store(0, Ordering::SeqCst);
+    kubectl(cluster, &["annotate", "istio", "default", "touched=1"]);
+    kubectl(
+        cluster,
+        &["annotate", "istiorevision", "default", "touched=1"],
+    );
+    kubectl(
+        cluster,
+        &[
+            "annotate",
+            "deployment",
+            "-n",
+            "istio-system",
+            "istiod",
+            "touched=1",
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            "annotate",
+            "configmap",
+            "-n",
+            "istio-system",
+            "istio",
+            "touched=1",
+        ],
+    );
+    kubectl(cluster, &["label", "namespace", "apps", "team=a"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = writes.load(Ordering::SeqCst);
+    println!("writes during 5 s of no-op reconciles: {idle}");
+    assert_eq!(idle, 0, "no-op reconciles must not write");
+
+    // A real change is written (the counter can count).
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            "default",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"values":{"pilot":{"env":{"EXTRA":"1"}}}}}"#,
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(writes.load(Ordering::SeqCst) > 0);
+}

@@ -1,0 +1,104 @@
+//! `mizzen run` as a process: it waits for its CRDs instead of crashing, reports readiness on
+//! /readyz, and stops cleanly on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mizzen_testcluster::shared;
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines().next().map(String::from)
+}
+
+fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test]
+async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
+    let cluster = shared().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mizzen"))
+        .args(["run", "--health-addr", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", cluster.kubeconfig_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // No CRDs yet: alive, not ready, still running.
+    until(30, "/healthz", || {
+        get(port, "/healthz").is_some_and(|l| l.contains("200"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(get(port, "/readyz").unwrap().contains("503"));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "mizzen run exited without its CRDs"
+    );
+
+    let crds = Command::new(env!("CARGO_BIN_EXE_mizzen"))
+        .arg("crds")
+        .output()
+        .unwrap()
+        .stdout;
+    let mut apply = cluster
+        .kubectl()
+        .args(["apply", "--server-side", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    apply.stdin.take().unwrap().write_all(&crds).unwrap();
+    assert!(apply.wait().unwrap().success());
+    until(60, "/readyz after the CRDs appear", || {
+        get(port, "/readyz").is_some_and(|l| l.contains("200"))
+    });
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "mizzen run did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "exit {status:?}: {log}");
+    assert!(
+        log.contains("waiting for the sailoperator.io CRDs"),
+        "{log}"
+    );
+    assert!(
+        log.contains("SIGTERM") && log.contains("controllers stopped"),
+        "{log}"
+    );
+}
