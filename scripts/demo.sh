@@ -1,39 +1,74 @@
 #!/usr/bin/env bash
-# mizzen's main job on a local control plane that this script starts itself:
-# 3 fake nodes, mizzen's CRDs, and the ambient mesh manifests of the OSSM update
-# procedure. The cluster keeps running afterwards; the script says how to reach it.
+# mizzen's main job on a local control plane that this script starts itself: install an
+# ambient mesh (Istio, IstioCNI, ZTunnel at v1.26.3) on 3 fake nodes, then update it InPlace to
+# v1.26.4 in the documented order (control plane, istio-cni, ztunnel), as the OSSM procedure
+# does with `oc`. The cluster and the operator keep running afterwards.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+from=${MIZZEN_DEMO_FROM:-v1.26.3}
+to=${MIZZEN_DEMO_TO:-v1.26.4}
+
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
 
 say "building mizzen"
 cargo build --quiet -p mizzen
 mizzen=$PWD/target/debug/mizzen
 
-say "starting a local control plane with 3 fake nodes (first run builds Kubernetes: ~15 min)"
+say "starting a local control plane with 3 fake nodes (the first run builds Kubernetes: ~12 min)"
 "$mizzen" dev down >/dev/null 2>&1 || true
 eval "$("$mizzen" dev up --nodes 3)"
+state=$(dirname "$KUBECONFIG")
 kubectl get nodes
 
-say "installing mizzen's CRDs (sailoperator.io/v1)"
+say "installing the CRDs and starting the operator (log: $state/operator.log)"
 "$mizzen" crds | kubectl apply --server-side -f - >/dev/null
-kubectl wait --for=condition=Established --timeout=60s \
-  crd/istios.sailoperator.io crd/istiorevisions.sailoperator.io \
-  crd/istiorevisiontags.sailoperator.io crd/istiocnis.sailoperator.io crd/ztunnels.sailoperator.io
+kubectl wait --for=condition=Established --timeout=60s crd/istios.sailoperator.io \
+  crd/istiorevisions.sailoperator.io crd/istiorevisiontags.sailoperator.io \
+  crd/istiocnis.sailoperator.io crd/ztunnels.sailoperator.io >/dev/null
+nohup "$mizzen" run --health-addr 127.0.0.1:0 >"$state/operator.log" 2>&1 &
+echo $! >"$state/operator.pid"
 
-say "creating the ambient mesh: Istio, IstioCNI and ZTunnel at v1.26.3"
-for ns in istio-system istio-cni ztunnel; do kubectl create namespace "$ns" >/dev/null; done
-kubectl apply -f deploy/examples/ambient.yaml
+say "installing the ambient mesh at $from"
+for ns in istio-system istio-cni ztunnel bookinfo; do kubectl create namespace "$ns" >/dev/null; done
+sed "s/v1.26.3/$from/" deploy/examples/ambient.yaml | kubectl apply -f -
+run kubectl wait --for=condition=Ready istios/default --timeout=5m
+run kubectl wait --for=condition=Ready istiocnis/default --timeout=5m
+run kubectl wait --for=condition=Ready ztunnels/default --timeout=5m
+
+say "sample workloads in an ambient namespace"
+kubectl label namespace bookinfo istio.io/dataplane-mode=ambient >/dev/null
+for app in productpage details ratings; do
+  kubectl create deployment "$app" -n bookinfo --image=example.invalid/bookinfo/$app:1 >/dev/null
+done
+kubectl rollout status deployment -n bookinfo --timeout=2m >/dev/null
+kubectl get pods -n bookinfo
+
+say "before the update"
 kubectl get istio,istiorevision,istiocni,ztunnel
+
+say "1. update the control plane"
+run kubectl patch istio default --type=merge -p "{\"spec\":{\"version\":\"$to\"}}"
+run kubectl wait --for=condition=Ready istios/default --timeout=5m
+
+say "2. update istio-cni (node by node)"
+run kubectl patch istiocni default --type=merge -p "{\"spec\":{\"version\":\"$to\"}}"
+run kubectl rollout status daemonset/istio-cni-node -n istio-cni --timeout=5m
+run kubectl wait --for=condition=Ready istiocnis/default --timeout=5m
+
+say "3. update ztunnel (node by node)"
+run kubectl patch ztunnel default --type=merge -p "{\"spec\":{\"version\":\"$to\"}}"
+run kubectl rollout status daemonset/ztunnel -n ztunnel --timeout=10m
+run kubectl wait --for=condition=Ready ztunnels/default --timeout=10m
+
+say "after the update"
+kubectl get istio,istiorevision,istiocni,ztunnel
+kubectl get pods -n ztunnel -o wide
 
 cat <<TXT
 
-The API server validated and defaulted these objects; the columns are the ones the
-OSSM procedure prints. The operator that reconciles them (mizzen run: istiod,
-istio-cni and ztunnel rollouts, upgrades) is not built yet, so STATUS stays empty.
-
-The cluster keeps running:
-  eval "\$($mizzen dev env)"    # point kubectl at it
-  $mizzen dev down              # stop it and remove its state
+The cluster and the operator keep running:
+  eval "\$($mizzen dev env)"    # point kubectl at the cluster
+  $mizzen dev down              # stop the operator and the cluster, remove their state
 TXT

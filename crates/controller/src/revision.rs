@@ -411,78 +411,59 @@ async fn dependencies(rev: &IstioRevision, ctx: &Context) -> Condition {
     let needs_cni = ambient
         || cni_enabled == Some(true)
         || (ctx.platform == Platform::OpenShift && cni_enabled != Some(false));
-    if needs_cni {
-        match Api::<IstioCNI>::all(ctx.client.clone())
-            .get_opt("default")
-            .await
-        {
-            Ok(None) => {
-                return dependency_missing("IstioCNINotFound", "IstioCNI default not found");
-            }
-            Ok(Some(c))
-                if state(c.status.as_ref().and_then(|s| s.state.as_deref())) != "Healthy" =>
-            {
-                return dependency_missing(
-                    "IstioCNINotHealthy",
-                    &format!(
-                        "IstioCNI default is {}",
-                        state(c.status.and_then(|s| s.state).as_deref())
-                    ),
-                );
-            }
-            Err(e) => {
-                return Condition::new(
-                    DEPENDENCIES_HEALTHY,
-                    ConditionStatus::Unknown,
-                    "DependencyCheckFailed",
-                    e.to_string(),
-                );
-            }
-            Ok(Some(_)) => {}
-        }
+    if needs_cni
+        && let Err(c) = dependency::<IstioCNI>(ctx, |c| c.status.as_ref()?.state.clone()).await
+    {
+        return c;
     }
-    if ambient {
-        match Api::<ZTunnel>::all(ctx.client.clone())
-            .get_opt("default")
-            .await
-        {
-            Ok(None) => return dependency_missing("ZTunnelNotFound", "ZTunnel default not found"),
-            Ok(Some(z))
-                if state(z.status.as_ref().and_then(|s| s.state.as_deref())) != "Healthy" =>
-            {
-                return dependency_missing(
-                    "ZTunnelNotHealthy",
-                    &format!(
-                        "ZTunnel default is {}",
-                        state(z.status.and_then(|s| s.state).as_deref())
-                    ),
-                );
-            }
-            Err(e) => {
-                return Condition::new(
-                    DEPENDENCIES_HEALTHY,
-                    ConditionStatus::Unknown,
-                    "DependencyCheckFailed",
-                    e.to_string(),
-                );
-            }
-            Ok(Some(_)) => {}
-        }
+    if ambient
+        && let Err(c) = dependency::<ZTunnel>(ctx, |z| z.status.as_ref()?.state.clone()).await
+    {
+        return c;
     }
     Condition::healthy(DEPENDENCIES_HEALTHY, "")
 }
 
-fn state(s: Option<&str>) -> &str {
-    s.unwrap_or("not yet reconciled")
-}
-
-fn dependency_missing(reason: &str, message: &str) -> Condition {
-    Condition::new(
-        DEPENDENCIES_HEALTHY,
-        ConditionStatus::False,
-        reason,
-        message,
-    )
+/// Whether the singleton `default` of kind `K` exists and is Healthy; otherwise the
+/// `DependenciesHealthy` condition saying why (reasons `<Kind>NotFound`, `<Kind>NotHealthy`).
+async fn dependency<K>(ctx: &Context, state: impl Fn(&K) -> Option<String>) -> Result<(), Condition>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    let unhealthy = |reason: String, message: String| {
+        Condition::new(
+            DEPENDENCIES_HEALTHY,
+            ConditionStatus::False,
+            &reason,
+            message,
+        )
+    };
+    match Api::<K>::all(ctx.client.clone()).get_opt("default").await {
+        Ok(None) => Err(unhealthy(
+            format!("{kind}NotFound"),
+            format!("{kind} default not found"),
+        )),
+        Ok(Some(obj)) => match state(&obj) {
+            Some(s) if s == "Healthy" => Ok(()),
+            s => Err(unhealthy(
+                format!("{kind}NotHealthy"),
+                format!(
+                    "{kind} default is {}",
+                    s.as_deref().unwrap_or("not yet reconciled")
+                ),
+            )),
+        },
+        Err(e) => Err(Condition::new(
+            DEPENDENCIES_HEALTHY,
+            ConditionStatus::Unknown,
+            "DependencyCheckFailed",
+            e.to_string(),
+        )),
+    }
 }
 
 /// A snapshot of what can use revisions, from the caches and two small lists.

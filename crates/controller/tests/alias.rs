@@ -70,7 +70,7 @@ async fn an_alias_moving_to_a_new_patch_creates_a_new_revision() {
     // An operator upgrade ships a catalog whose alias points at v1.26.4.
     drop(operator);
     let _operator = start_operator(cluster, catalog("v1.26.4"));
-    eventually(60, "a canary revision for v1.26.4", || async {
+    eventually(120, "a canary revision for v1.26.4", || async {
         let l = listed().await;
         (l == [
             ("default-v1-26-3".to_string(), "v1.26.3".to_string()),
@@ -110,7 +110,7 @@ async fn an_alias_moving_to_a_new_patch_creates_a_new_revision() {
             "--overwrite",
         ],
     );
-    eventually(60, "old revision pruned", || async {
+    eventually(120, "old revision pruned", || async {
         (listed().await.len() == 1).then_some(())
     })
     .await;

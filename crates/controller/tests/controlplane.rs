@@ -131,7 +131,7 @@ async fn inplace_patch_update_rolls_istiod_and_kubectl_wait_waits_for_it() {
         ],
     );
     let istios: Api<Istio> = Api::all(cluster.client());
-    let msg = eventually(30, "UpdateRefused", || async {
+    let msg = eventually(90, "UpdateRefused", || async {
         let i = istios.get(name).await.ok()?;
         let s = i.status?;
         (s.state.as_deref() == Some("UpdateRefused"))
@@ -293,7 +293,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
     .await;
     let old = format!("{name}-v1-26-3");
     let new = format!("{name}-v1-26-4");
-    eventually(30, "old revision in use", || async {
+    eventually(90, "old revision in use", || async {
         (revision_rows(cluster, name).await == [row(&old, "True", "Healthy", "True", "v1.26.3")])
             .then_some(())
     })
@@ -325,7 +325,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
         rows[0][..7],
         [name, "2", "2", "1", &new, "Healthy", "v1.26.4"]
     );
-    eventually(30, "both revisions listed", || async {
+    eventually(90, "both revisions listed", || async {
         (revision_rows(cluster, name).await
             == [
                 row(&old, "True", "Healthy", "True", "v1.26.3"),
@@ -430,7 +430,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
         serde_json::json!({"mizzen.io/follows-istio": name}),
     )
     .await;
-    eventually(30, "usage moves to the new revision", || async {
+    eventually(90, "usage moves to the new revision", || async {
         (revision_rows(cluster, name).await
             == [
                 row(&old, "True", "Healthy", "False", "v1.26.3"),
@@ -440,7 +440,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
     })
     .await;
     let unused_at = std::time::Instant::now();
-    eventually(60, "old revision pruned", || async {
+    eventually(120, "old revision pruned", || async {
         (revision_rows(cluster, name).await == [row(&new, "True", "Healthy", "True", "v1.26.4")])
             .then_some(())
     })
@@ -520,7 +520,7 @@ async fn ambient_enrolment_keeps_a_revision_and_failed_pods_do_not() {
         serde_json::json!({"istio.io/rev": old}),
     )
     .await;
-    eventually(30, "in use", || async {
+    eventually(90, "in use", || async {
         (revision_rows(cluster, name).await == [row(&old, "True", "Healthy", "True", "v1.27.1")])
             .then_some(())
     })
@@ -556,7 +556,7 @@ async fn ambient_enrolment_keeps_a_revision_and_failed_pods_do_not() {
         cluster,
         &["label", "namespace", &app, "istio.io/dataplane-mode-"],
     );
-    let why = eventually(30, "only the pod keeps it", || async {
+    let why = eventually(90, "only the pod keeps it", || async {
         let why = kubectl(
             cluster,
             &[
@@ -587,7 +587,7 @@ async fn ambient_enrolment_keeps_a_revision_and_failed_pods_do_not() {
     )
     .await
     .unwrap();
-    eventually(60, "revision used only by a Failed pod pruned", || async {
+    eventually(120, "revision used only by a Failed pod pruned", || async {
         (revision_rows(cluster, name).await.len() == 1).then_some(())
     })
     .await;
@@ -616,7 +616,7 @@ async fn bad_input_gives_conditions_and_recovers() {
         cluster,
         &istio_manifest(name, "cp-late", "v1.26.3", "InPlace", 30),
     );
-    let s = eventually(30, "NamespaceNotFound", || {
+    let s = eventually(90, "NamespaceNotFound", || {
         let f = state(name);
         async move { f().await.filter(|s| s == "NamespaceNotFound") }
     })
@@ -693,7 +693,7 @@ async fn bad_input_gives_conditions_and_recovers() {
             r#"{"spec":{"version":"v1.24.3"}}"#,
         ],
     );
-    eventually(30, "VersionNotSupported", || {
+    eventually(90, "VersionNotSupported", || {
         let f = state(name);
         async move { f().await.filter(|s| s == "VersionNotSupported") }
     })
@@ -714,7 +714,7 @@ async fn bad_input_gives_conditions_and_recovers() {
     );
     // The never-used v1-26-3 revision is pruned after 3 s although the spec is refused; the
     // active one stays.
-    eventually(30, "pruning continues", || async {
+    eventually(90, "pruning continues", || async {
         let rows = revision_rows(cluster, name).await;
         (rows.len() == 1 && rows[0].0 == format!("{name}-v1-26-4")).then_some(())
     })
@@ -742,13 +742,13 @@ async fn strategy_switches_both_ways_create_the_other_revision_and_prune_the_old
         &istio_manifest(name, &ns, "v1.28.2", "RevisionBased", 2),
     );
     let based = format!("{name}-v1-28-2");
-    eventually(60, "InPlace -> RevisionBased", || async {
+    eventually(120, "InPlace -> RevisionBased", || async {
         let rows = revision_rows(cluster, name).await;
         (rows.len() == 1 && rows[0].0 == based).then_some(())
     })
     .await;
     apply(cluster, &istio_manifest(name, &ns, "v1.28.2", "InPlace", 2));
-    eventually(60, "RevisionBased -> InPlace", || async {
+    eventually(120, "RevisionBased -> InPlace", || async {
         let rows = revision_rows(cluster, name).await;
         (rows.len() == 1 && rows[0].0 == name).then_some(())
     })

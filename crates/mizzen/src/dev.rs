@@ -61,6 +61,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
         DevCommand::Up { nodes, state } => up(nodes, &state.path()?),
         DevCommand::Down { state } => {
             let dir = state.path()?;
+            stop_operator(&dir);
             Cluster::stop_dir(&dir)?;
             eprintln!(
                 "stopped the local control plane and removed {}",
@@ -110,6 +111,34 @@ fn up(nodes: usize, dir: &Path) -> anyhow::Result<()> {
     let binaries = ClusterBinaries::from_dir(cluster.bin_dir())?;
     print!("{}", env_exports(cluster.dir(), &binaries));
     Ok(())
+}
+
+/// Where a demo records the pid of the `mizzen run` it started against the local cluster.
+pub const OPERATOR_PID_FILE: &str = "operator.pid";
+
+/// Stops the `mizzen run` recorded in the state directory, if it still is one (checked by its
+/// command line, so a reused pid is never signalled).
+fn stop_operator(dir: &Path) {
+    let Ok(pid) = std::fs::read_to_string(dir.join(OPERATOR_PID_FILE)) else {
+        return;
+    };
+    let pid = pid.trim();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_mizzen_run =
+        args.first().is_some_and(|a| a.ends_with(b"mizzen")) && args.get(1) == Some(&&b"run"[..]);
+    if is_mizzen_run {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", pid])
+            .status();
+        for _ in 0..100 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!("stopped mizzen run (pid {pid})");
+    }
 }
 
 /// Shell exports: the kubeconfig, and the kubectl that matches the control plane first on PATH.
