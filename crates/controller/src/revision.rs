@@ -2,7 +2,6 @@
 //! only when the istiod rollout is complete, checks the data-plane dependencies, and computes
 //! `InUse` (and what keeps the revision in use) from the in-use index.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,10 @@ use mizzen_catalog::Version;
 use mizzen_render::{Object, Platform, RevisionInput, helm_revision};
 
 use crate::context::{Context, now, patch_status};
-use crate::inuse::{ACTIVE_SINCE_ANNOTATION, NamespaceInfo, PodInfo, RevisionInfo, Usage};
+use crate::inuse::{
+    ACTIVE_SINCE_ANNOTATION, NamespaceInfo, PodInfo, RevisionInfo, Usage,
+    enables_namespaces_by_default,
+};
 use crate::istio::stable_host;
 use crate::run::{Wiring, all_revisions, drain, error_policy};
 use crate::{Error, owner_of};
@@ -487,28 +489,17 @@ fn dependency_missing(reason: &str, message: &str) -> Condition {
 
 /// A snapshot of what can use revisions, from the caches and two small lists.
 async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
-    let map = |m: &Option<BTreeMap<String, String>>| m.clone().unwrap_or_default();
     let namespaces = ctx
         .namespaces
         .state()
         .iter()
-        .map(|n| NamespaceInfo {
-            name: n.name_any(),
-            labels: map(&n.metadata.labels),
-        })
+        .map(|n| NamespaceInfo::from(n.as_ref()))
         .collect();
     let pods = ctx
         .pods
         .state()
         .iter()
-        .map(|p| PodInfo {
-            namespace: p.namespace().unwrap_or_default(),
-            name: p.name_any(),
-            labels: map(&p.metadata.labels),
-            annotations: map(&p.metadata.annotations),
-            created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            ztunnel: p.labels().get("app").is_some_and(|a| a == "ztunnel"),
-        })
+        .map(|p| PodInfo::from(p.as_ref()))
         .collect();
     let tags = Api::<IstioRevisionTag>::all(ctx.client.clone())
         .list(&ListParams::default())
@@ -530,14 +521,7 @@ async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
                 .annotations()
                 .get(ACTIVE_SINCE_ANNOTATION)
                 .and_then(|t| t.parse().ok()),
-            enable_namespaces_by_default: r
-                .spec
-                .values
-                .as_ref()
-                .and_then(|v| v.sidecar_injector_webhook.as_ref())
-                .and_then(|s| s.get("enableNamespacesByDefault"))
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+            enable_namespaces_by_default: enables_namespaces_by_default(r.spec.values.as_ref()),
             name: r.name_any(),
         })
         .collect();
