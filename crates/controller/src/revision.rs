@@ -206,7 +206,7 @@ pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Act
 }
 
 /// Why applying did not happen.
-enum Failure {
+pub(crate) enum Failure {
     /// The spec cannot be acted on until it (or the cluster) changes: reason and message.
     Invalid(&'static str, String),
     /// A failure worth retrying.
@@ -245,6 +245,9 @@ async fn apply(rev: &IstioRevision, ctx: &Context) -> Result<(), Failure> {
         custom_hosts,
     })
     .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?;
+    // The default validator and the reader account. An IstioRevisionTag named `default`
+    // renders them too, but never at the same time: a tag and a revision of the same name
+    // clash, and the loser (see `check_tag_clash` and the tag controller) renders nothing.
     if name == "default" {
         objects.extend(
             mizzen_render::render_base(&owner, &name, namespace, &resolved.version)
@@ -340,7 +343,8 @@ fn istio_owner(rev: &IstioRevision) -> Option<String> {
         .map(|o| o.name.clone())
 }
 
-fn is_remote(values: Option<&Values>) -> bool {
+/// Whether a revision's values describe a remote control plane (no istiod in this cluster).
+pub(crate) fn is_remote(values: Option<&Values>) -> bool {
     values.and_then(|v| v.profile.as_deref()) == Some("remote")
 }
 
