@@ -12,6 +12,10 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::ResourceExt;
+use kube::api::PartialObjectMeta;
+use mizzen_api::Values;
 
 /// Label and annotation that name a revision.
 pub const REV: &str = "istio.io/rev";
@@ -78,6 +82,37 @@ pub struct Usage {
     pub tags: Vec<(String, String)>,
     /// All revisions.
     pub revisions: Vec<RevisionInfo>,
+}
+
+impl From<&PartialObjectMeta<Namespace>> for NamespaceInfo {
+    fn from(n: &PartialObjectMeta<Namespace>) -> Self {
+        Self {
+            name: n.name_any(),
+            labels: n.metadata.labels.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&PartialObjectMeta<Pod>> for PodInfo {
+    fn from(p: &PartialObjectMeta<Pod>) -> Self {
+        Self {
+            namespace: p.namespace().unwrap_or_default(),
+            name: p.name_any(),
+            labels: p.metadata.labels.clone().unwrap_or_default(),
+            annotations: p.metadata.annotations.clone().unwrap_or_default(),
+            created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            ztunnel: p.labels().get("app").is_some_and(|a| a == "ztunnel"),
+        }
+    }
+}
+
+/// `values.sidecarInjectorWebhook.enableNamespacesByDefault` of a revision.
+pub fn enables_namespaces_by_default(values: Option<&Values>) -> bool {
+    values
+        .and_then(|v| v.sidecar_injector_webhook.as_ref())
+        .and_then(|s| s.get("enableNamespacesByDefault"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// The revision a namespace selects by label, if any.
@@ -159,21 +194,9 @@ impl Usage {
                     .iter()
                     .any(|(t, target)| t == name && target == revision)
         };
-        for ns in &self.namespaces {
-            if namespace_revision(ns).is_some_and(resolve) {
-                users.push(format!("namespace {}", ns.name));
-            }
-        }
-        for pod in &self.pods {
-            let injected = pod.annotations.get(REV).is_some_and(|r| r == revision);
-            let ns_selects = namespaces
-                .get(pod.namespace.as_str())
-                .and_then(|n| namespace_revision(n));
-            let by_label = ns_selects.is_none() && pod_label_revision(pod).is_some_and(resolve);
-            if injected || by_label {
-                users.push(format!("pod {}/{}", pod.namespace, pod.name));
-            }
-        }
+        users.extend(self.selected_by_labels(&namespaces, resolve, |pod| {
+            pod.annotations.get(REV).is_some_and(|r| r == revision)
+        }));
         if let Some(r) = self.revisions.iter().find(|r| r.name == revision)
             && r.name == "default"
             && r.enable_namespaces_by_default
@@ -182,6 +205,50 @@ impl Usage {
         }
         users.extend(self.ambient_users_of(revision, &namespaces));
         summarise(users)
+    }
+
+    /// Everything that uses revision tag `tag`, as short descriptions; empty when unused.
+    /// The namespace and pod-label rules are the revisions' (so `istio-injection=enabled`
+    /// counts for tag `default`); pod annotations never count, since the injector always
+    /// writes the real revision there. Tag `default` whose target has
+    /// `enableNamespacesByDefault` is in use, as upstream.
+    pub fn tag_users(&self, tag: &str, target_enables_namespaces_by_default: bool) -> Vec<String> {
+        let namespaces: BTreeMap<&str, &NamespaceInfo> = self
+            .namespaces
+            .iter()
+            .map(|n| (n.name.as_str(), n))
+            .collect();
+        let mut users = self.selected_by_labels(&namespaces, |name| name == tag, |_| false);
+        if tag == "default" && target_enables_namespaces_by_default {
+            users.push("enableNamespacesByDefault".to_string());
+        }
+        summarise(users)
+    }
+
+    /// Namespaces whose labels select a name for which `selects` holds, then pods that are
+    /// `injected`, or whose labels select such a name while their namespace selects nothing.
+    fn selected_by_labels(
+        &self,
+        namespaces: &BTreeMap<&str, &NamespaceInfo>,
+        selects: impl Fn(&str) -> bool,
+        injected: impl Fn(&PodInfo) -> bool,
+    ) -> Vec<String> {
+        let mut users = Vec::new();
+        for ns in &self.namespaces {
+            if namespace_revision(ns).is_some_and(&selects) {
+                users.push(format!("namespace {}", ns.name));
+            }
+        }
+        for pod in &self.pods {
+            let ns_selects = namespaces
+                .get(pod.namespace.as_str())
+                .and_then(|n| namespace_revision(n));
+            let by_label = ns_selects.is_none() && pod_label_revision(pod).is_some_and(&selects);
+            if injected(pod) || by_label {
+                users.push(format!("pod {}/{}", pod.namespace, pod.name));
+            }
+        }
+        users
     }
 
     /// Ambient workloads use the revisions their ztunnel pods are bound to.
@@ -326,6 +393,46 @@ mod tests {
         assert_eq!(
             u.users_of("default-v1-27-1"),
             ["IstioRevisionTag prod", "namespace app"]
+        );
+    }
+
+    #[test]
+    fn tags_are_used_by_namespace_and_pod_labels_never_by_annotations() {
+        let u = Usage {
+            namespaces: vec![
+                ns("app", &[("istio.io/rev", "prod")]),
+                ns("legacy", &[("istio-injection", "enabled")]),
+                ns("other", &[("istio.io/rev", "canary")]),
+                ns("plain", &[]),
+            ],
+            pods: vec![
+                pod("plain", "asks", &[("istio.io/rev", "prod")], &[]),
+                pod("plain", "injected", &[], &[("istio.io/rev", "prod")]),
+                pod("other", "ignored", &[("istio.io/rev", "prod")], &[]),
+                pod(
+                    "plain",
+                    "opt-out",
+                    &[
+                        ("istio.io/rev", "prod"),
+                        ("sidecar.istio.io/inject", "false"),
+                    ],
+                    &[],
+                ),
+            ],
+            // A tag's own status never makes the tag used.
+            tags: vec![("prod".into(), "r1".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            u.tag_users("prod", false),
+            ["namespace app", "pod plain/asks"]
+        );
+        assert_eq!(u.tag_users("default", false), ["namespace legacy"]);
+        assert!(u.tag_users("unused", true).is_empty());
+        let bare = Usage::default();
+        assert_eq!(
+            bare.tag_users("default", true),
+            ["enableNamespacesByDefault"]
         );
     }
 

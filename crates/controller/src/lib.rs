@@ -8,6 +8,7 @@ pub mod inuse;
 pub mod istio;
 pub mod revision;
 pub mod run;
+pub mod tag;
 
 use kube::{Resource, ResourceExt};
 

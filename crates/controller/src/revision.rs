@@ -2,7 +2,6 @@
 //! only when the istiod rollout is complete, checks the data-plane dependencies, and computes
 //! `InUse` (and what keeps the revision in use) from the in-use index.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,10 @@ use mizzen_catalog::Version;
 use mizzen_render::{Object, Platform, RevisionInput, helm_revision};
 
 use crate::context::{Context, now, patch_status};
-use crate::inuse::{ACTIVE_SINCE_ANNOTATION, NamespaceInfo, PodInfo, RevisionInfo, Usage};
+use crate::inuse::{
+    ACTIVE_SINCE_ANNOTATION, NamespaceInfo, PodInfo, RevisionInfo, Usage,
+    enables_namespaces_by_default,
+};
 use crate::istio::stable_host;
 use crate::run::{Wiring, all_revisions, drain, error_policy};
 use crate::{Error, owner_of};
@@ -204,7 +206,7 @@ pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Act
 }
 
 /// Why applying did not happen.
-enum Failure {
+pub(crate) enum Failure {
     /// The spec cannot be acted on until it (or the cluster) changes: reason and message.
     Invalid(&'static str, String),
     /// A failure worth retrying.
@@ -243,6 +245,9 @@ async fn apply(rev: &IstioRevision, ctx: &Context) -> Result<(), Failure> {
         custom_hosts,
     })
     .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?;
+    // The default validator and the reader account. An IstioRevisionTag named `default`
+    // renders them too, but never at the same time: a tag and a revision of the same name
+    // clash, and the loser (see `check_tag_clash` and the tag controller) renders nothing.
     if name == "default" {
         objects.extend(
             mizzen_render::render_base(&owner, &name, namespace, &resolved.version)
@@ -338,7 +343,8 @@ fn istio_owner(rev: &IstioRevision) -> Option<String> {
         .map(|o| o.name.clone())
 }
 
-fn is_remote(values: Option<&Values>) -> bool {
+/// Whether a revision's values describe a remote control plane (no istiod in this cluster).
+pub(crate) fn is_remote(values: Option<&Values>) -> bool {
     values.and_then(|v| v.profile.as_deref()) == Some("remote")
 }
 
@@ -468,28 +474,17 @@ where
 
 /// A snapshot of what can use revisions, from the caches and two small lists.
 async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
-    let map = |m: &Option<BTreeMap<String, String>>| m.clone().unwrap_or_default();
     let namespaces = ctx
         .namespaces
         .state()
         .iter()
-        .map(|n| NamespaceInfo {
-            name: n.name_any(),
-            labels: map(&n.metadata.labels),
-        })
+        .map(|n| NamespaceInfo::from(n.as_ref()))
         .collect();
     let pods = ctx
         .pods
         .state()
         .iter()
-        .map(|p| PodInfo {
-            namespace: p.namespace().unwrap_or_default(),
-            name: p.name_any(),
-            labels: map(&p.metadata.labels),
-            annotations: map(&p.metadata.annotations),
-            created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            ztunnel: p.labels().get("app").is_some_and(|a| a == "ztunnel"),
-        })
+        .map(|p| PodInfo::from(p.as_ref()))
         .collect();
     let tags = Api::<IstioRevisionTag>::all(ctx.client.clone())
         .list(&ListParams::default())
@@ -511,14 +506,7 @@ async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
                 .annotations()
                 .get(ACTIVE_SINCE_ANNOTATION)
                 .and_then(|t| t.parse().ok()),
-            enable_namespaces_by_default: r
-                .spec
-                .values
-                .as_ref()
-                .and_then(|v| v.sidecar_injector_webhook.as_ref())
-                .and_then(|s| s.get("enableNamespacesByDefault"))
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+            enable_namespaces_by_default: enables_namespaces_by_default(r.spec.values.as_ref()),
             name: r.name_any(),
         })
         .collect();
