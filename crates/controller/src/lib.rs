@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod context;
+pub mod dataplane;
 pub mod inuse;
 pub mod istio;
 pub mod revision;
