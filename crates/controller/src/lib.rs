@@ -9,6 +9,7 @@ pub mod inuse;
 pub mod istio;
 pub mod revision;
 pub mod run;
+pub mod ztunnel;
 
 use kube::{Resource, ResourceExt};
 

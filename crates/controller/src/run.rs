@@ -21,7 +21,7 @@ use mizzen_render::Platform;
 use tokio::sync::{broadcast, watch};
 
 use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
-use crate::{Context, Error, istio, revision};
+use crate::{Context, Error, istio, revision, ztunnel};
 
 /// How the operator runs.
 #[derive(Clone)]
@@ -102,7 +102,11 @@ pub async fn run(
         triggers: trigger_tx,
         stop: stop_rx,
     };
-    let controllers = vec![istio::controller(&wiring), revision::controller(&wiring)];
+    let controllers = vec![
+        istio::controller(&wiring),
+        revision::controller(&wiring),
+        ztunnel::controller(&wiring),
+    ];
     opts.ready.store(true, Ordering::SeqCst);
     tracing::info!("controllers running");
     futures::future::join_all(controllers).await;
