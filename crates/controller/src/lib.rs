@@ -3,6 +3,7 @@
 //! and status.
 
 pub mod apply;
+pub mod cni;
 pub mod context;
 pub mod dataplane;
 pub mod inuse;

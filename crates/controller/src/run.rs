@@ -21,7 +21,7 @@ use mizzen_render::Platform;
 use tokio::sync::{broadcast, watch};
 
 use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
-use crate::{Context, Error, istio, revision, ztunnel};
+use crate::{Context, Error, cni, istio, revision, ztunnel};
 
 /// How the operator runs.
 #[derive(Clone)]
@@ -105,6 +105,7 @@ pub async fn run(
     let controllers = vec![
         istio::controller(&wiring),
         revision::controller(&wiring),
+        cni::controller(&wiring),
         ztunnel::controller(&wiring),
     ];
     opts.ready.store(true, Ordering::SeqCst);
