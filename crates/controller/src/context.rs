@@ -62,6 +62,10 @@ impl Context {
     }
 
     /// Publishes an event on `obj`; failures are logged, never fatal.
+    ///
+    /// The recorder folds events with the same reason and action into one series that keeps
+    /// the first note, so a later event with a different note goes unseen; use
+    /// [`Context::event_per_note`] when the note carries the news.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -69,12 +73,40 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        self.publish(obj, type_, reason, reason.into(), note).await
+    }
+
+    /// Like [`Context::event`], but events with different notes are distinct events (the
+    /// action is the reason plus a hash of the note); a repeated note still counts up one
+    /// series.
+    pub async fn event_per_note<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let action = format!(
+            "{reason}-{}",
+            crate::apply::content_hash(&note.as_str().into())
+        );
+        self.publish(obj, type_, reason, action, note).await
+    }
+
+    async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: String,
+        note: String,
+    ) {
         let reference: ObjectReference = obj.object_ref(&());
         let ev = Event {
             type_,
             reason: reason.into(),
             note: Some(note),
-            action: reason.into(),
+            action,
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, &reference).await {

@@ -3,12 +3,15 @@
 //! and status.
 
 pub mod apply;
+pub mod cni;
 pub mod context;
+pub mod dataplane;
 pub mod inuse;
 pub mod istio;
 pub mod revision;
 pub mod run;
 pub mod tag;
+pub mod ztunnel;
 
 use kube::{Resource, ResourceExt};
 

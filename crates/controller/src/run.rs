@@ -21,7 +21,7 @@ use mizzen_render::Platform;
 use tokio::sync::{broadcast, watch};
 
 use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
-use crate::{Context, Error, istio, revision, tag};
+use crate::{Context, Error, cni, istio, revision, tag, ztunnel};
 
 /// How the operator runs.
 #[derive(Clone)]
@@ -106,6 +106,8 @@ pub async fn run(
         istio::controller(&wiring),
         revision::controller(&wiring),
         tag::controller(&wiring),
+        cni::controller(&wiring),
+        ztunnel::controller(&wiring),
     ];
     opts.ready.store(true, Ordering::SeqCst);
     tracing::info!("controllers running");
