@@ -469,6 +469,10 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
         events.contains("RevisionCreated") && events.contains("RevisionPruned"),
         "{events}"
     );
+    kubectl(
+        cluster,
+        &["label", "namespace", &app, "istio.io/dataplane-mode-"],
+    );
     kubectl(cluster, &["delete", "istio", name]);
 }
 
