@@ -45,6 +45,8 @@ done
 kubectl rollout status deployment -n bookinfo --timeout=2m >/dev/null
 kubectl get pods -n bookinfo
 
+kubectl wait --for=jsonpath='{.status.state}'=Healthy istios/default --timeout=2m >/dev/null
+
 say "before the update"
 kubectl get istio,istiorevision,istiocni,ztunnel
 
@@ -61,6 +63,8 @@ say "3. update ztunnel (node by node)"
 run kubectl patch ztunnel default --type=merge -p "{\"spec\":{\"version\":\"$to\"}}"
 run kubectl rollout status daemonset/ztunnel -n ztunnel --timeout=10m
 run kubectl wait --for=condition=Ready ztunnels/default --timeout=10m
+
+kubectl wait --for=jsonpath='{.status.state}'=Healthy istios/default --timeout=2m >/dev/null
 
 say "after the update"
 kubectl get istio,istiorevision,istiocni,ztunnel

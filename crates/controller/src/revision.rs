@@ -35,6 +35,9 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::runtime::{Controller, watcher};
 
+/// Resync period of a revision whose reconcile succeeded.
+const RESYNC: Duration = Duration::from_secs(30);
+
 /// Every kind a revision may render; objects of these kinds that a render no longer produces
 /// are pruned.
 pub fn prunable_kinds() -> Vec<GroupVersionKind> {
@@ -202,7 +205,9 @@ pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Act
     if let Err(Failure::Transient(e)) = applied {
         return Err(e);
     }
-    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+    // Dependencies and usage come from other objects' status; a slow resync bounds how long a
+    // missed event can leave them stale (a no-op reconcile writes nothing).
+    Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
 }
 
 /// Why applying did not happen.

@@ -23,6 +23,9 @@ use tokio::sync::{broadcast, watch};
 use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
 use crate::{Context, Error, cni, istio, revision, tag, ztunnel};
 
+/// How long running reconciles may take to finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// How the operator runs.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -111,7 +114,20 @@ pub async fn run(
     ];
     opts.ready.store(true, Ordering::SeqCst);
     tracing::info!("controllers running");
-    futures::future::join_all(controllers).await;
+    // kube-runtime holds a controller's runner until its cache is first filled, even after a
+    // graceful shutdown began; a shutdown right after start would wait forever. Running
+    // reconciles get this long to finish.
+    let deadline = {
+        let stopped = wiring.stopped();
+        async move {
+            stopped.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
+    };
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        _ = deadline => tracing::warn!("controllers did not stop within {SHUTDOWN_GRACE:?} of shutdown"),
+    }
     opts.ready.store(false, Ordering::SeqCst);
     tracing::info!("controllers stopped");
     Ok(())

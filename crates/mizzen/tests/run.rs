@@ -33,11 +33,14 @@ async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
+    // Logs go to a file: a pipe nobody reads while the process runs could fill and block it.
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("mizzen.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mizzen"))
         .args(["run", "--health-addr", &format!("127.0.0.1:{port}")])
         .env("KUBECONFIG", cluster.kubeconfig_path())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
 
@@ -46,7 +49,9 @@ async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
         get(port, "/healthz").is_some_and(|l| l.contains("200"))
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert!(get(port, "/readyz").unwrap().contains("503"));
+    until(10, "/readyz 503 without CRDs", || {
+        get(port, "/readyz").is_some_and(|l| l.contains("503"))
+    });
     assert!(
         child.try_wait().unwrap().is_none(),
         "mizzen run exited without its CRDs"
@@ -81,17 +86,13 @@ async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "mizzen run did not stop on SIGTERM"
+            "mizzen run did not stop on SIGTERM: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    println!("stopped {:.1?} after SIGTERM", started.elapsed());
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "exit {status:?}: {log}");
     assert!(
         log.contains("waiting for the sailoperator.io CRDs"),
