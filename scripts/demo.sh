@@ -64,6 +64,9 @@ run kubectl patch ztunnel default --type=merge -p "{\"spec\":{\"version\":\"$to\
 run kubectl rollout status daemonset/ztunnel -n ztunnel --timeout=10m
 run kubectl wait --for=condition=Ready ztunnels/default --timeout=10m
 
+# The Istio's STATUS follows ztunnel's through the revision's DependenciesHealthy, about a
+# second behind: let it settle before printing.
+sleep 3
 kubectl wait --for=jsonpath='{.status.state}'=Healthy istios/default --timeout=2m >/dev/null
 
 say "after the update"
