@@ -95,6 +95,8 @@ pub async fn reconcile(cni: Arc<IstioCNI>, ctx: Arc<Context>) -> Result<Action, 
     if cni.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    ctx.report_unknown_values(cni.as_ref(), &cni.spec.values)
+        .await;
     let outcome = apply(&cni, &ctx).await;
     let previous = cni
         .status

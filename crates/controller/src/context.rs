@@ -32,6 +32,10 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Metadata of every pod that is not in a terminal phase.
     pub pods: Store<PartialObjectMeta<Pod>>,
+    /// The published `spec.values` schema of each kind (for naming keys mizzen ignores).
+    values_schemas: std::collections::HashMap<String, serde_json::Value>,
+    /// The unknown keys last reported per object UID, so each set is reported once.
+    reported_unknown: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl Context {
@@ -50,7 +54,18 @@ impl Context {
                 instance: std::env::var("POD_NAME").ok(),
             },
         );
+        let values_schemas = mizzen_api::crds::crds(&crate::crd_versions(&catalog))
+            .iter()
+            .map(|crd| {
+                (
+                    crd.spec.names.kind.clone(),
+                    mizzen_api::crds::values_schema(crd),
+                )
+            })
+            .collect();
         Self {
+            values_schemas,
+            reported_unknown: Default::default(),
             applier: Applier::new(client.clone()),
             client,
             catalog,
@@ -111,6 +126,39 @@ impl Context {
         };
         if let Err(e) = self.recorder.publish(&ev, &reference).await {
             tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    /// Reports, with a Warning Event, the keys of `values` that mizzen keeps but does not act
+    /// on (typos, keys of newer Istio releases). Each distinct set is reported once per object.
+    pub async fn report_unknown_values<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        values: &impl serde::Serialize,
+    ) {
+        let kind = K::kind(&()).into_owned();
+        let (Some(schema), Ok(json)) =
+            (self.values_schemas.get(&kind), serde_json::to_value(values))
+        else {
+            return;
+        };
+        let mut keys = mizzen_api::values::unknown_keys(&json, schema);
+        keys.sort();
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        {
+            let mut seen = self.reported_unknown.lock().expect("not poisoned");
+            if seen.get(&uid) == Some(&keys) {
+                return;
+            }
+            seen.insert(uid, keys.clone());
+        }
+        if !keys.is_empty() {
+            let note = format!(
+                "spec.values keys that mizzen keeps but does not act on: {}",
+                keys.join(", ")
+            );
+            self.event_per_note(obj, EventType::Warning, "UnknownValues", note)
+                .await;
         }
     }
 

@@ -175,6 +175,8 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
 /// Reconciles one Istio.
 pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = istio.name_any();
+    ctx.report_unknown_values(istio.as_ref(), &istio.spec.values)
+        .await;
     let owner = owner_of(istio.as_ref());
     let revisions_api: Api<IstioRevision> = Api::all(ctx.client.clone());
     let owned: Result<Vec<IstioRevision>, kube::Error> =

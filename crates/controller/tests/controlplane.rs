@@ -768,3 +768,50 @@ async fn strategy_switches_both_ways_create_the_other_revision_and_prune_the_old
     );
     kubectl(cluster, &["delete", "istio", name]);
 }
+
+#[tokio::test]
+async fn values_keys_mizzen_does_not_act_on_are_reported() {
+    let cluster = cluster_with_operator().await;
+    let ns = namespace(cluster, "cp-unknown").await;
+    let name = "unknown-values";
+    let manifest = format!(
+        "{}  values:\n    pilot:\n      replicaCuont: 2\n    meshConfig:\n      anything: true\n",
+        istio_manifest(name, &ns, "v1.26.3", "InPlace", 30)
+    );
+    apply(cluster, &manifest);
+    let note = eventually(90, "an UnknownValues event", || async {
+        let events = kubectl(
+            cluster,
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                &format!("reason=UnknownValues,involvedObject.name={name}"),
+                "-o",
+                "jsonpath={.items[*].note}",
+            ],
+        );
+        let e2 = kubectl(
+            cluster,
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                &format!("reason=UnknownValues,involvedObject.name={name}"),
+                "-o",
+                "jsonpath={.items[*].message}",
+            ],
+        );
+        let all = format!("{events}{e2}");
+        (!all.is_empty()).then_some(all)
+    })
+    .await;
+    assert!(note.contains("pilot.replicaCuont"), "{note}");
+    assert!(
+        !note.contains("meshConfig"),
+        "meshConfig is passed through, so acted upon: {note}"
+    );
+    kubectl(cluster, &["delete", "istio", name]);
+}
