@@ -114,6 +114,8 @@ async fn client_dry_run_of_the_crds_succeeds() {
 #[tokio::test]
 async fn seed_manifests_are_accepted() {
     let c = cluster().await;
+    // ambient.yaml holds the singletons another test creates for real.
+    let _guard = SINGLETONS.lock().await;
     for file in [
         "istio-inplace.yaml",
         "istio-revisionbased.yaml",
