@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cluster_with_operator, eventually, kubectl, table};
+use common::{cluster_with_operator, eventually, kubectl, table, wait_ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
@@ -57,15 +57,7 @@ async fn inplace_patch_update_rolls_istiod_and_kubectl_wait_waits_for_it() {
         cluster,
         &istio_manifest(name, &ns, "v1.26.3", "InPlace", 30),
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     let rows = table(cluster, &["get", "istio", name]);
     assert_eq!(
         rows[0][..7],
@@ -84,15 +76,7 @@ async fn inplace_patch_update_rolls_istiod_and_kubectl_wait_waits_for_it() {
             r#"{"spec":{"version":"v1.26.4"}}"#,
         ],
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=5m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "5m");
     // When wait returns, istiod runs 1.26.4 everywhere.
     let deployments: Api<Deployment> = Api::namespaced(cluster.client(), &ns);
     let d = deployments.get(&format!("istiod-{name}")).await.unwrap();
@@ -174,15 +158,7 @@ async fn inplace_patch_update_rolls_istiod_and_kubectl_wait_waits_for_it() {
             r#"{"spec":{"version":"v1.27.2"}}"#,
         ],
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=5m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "5m");
     let d = deployments.get(&format!("istiod-{name}")).await.unwrap();
     assert_eq!(image(&d), "docker.io/istio/pilot:1.27.2");
     kubectl(cluster, &["delete", "istio", name]);
@@ -263,15 +239,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
         cluster,
         &istio_manifest(name, &ns, "v1.26.3", "RevisionBased", 30),
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     // Ambient workloads and a ztunnel pod following this Istio (what the ZTunnel controller
     // renders): the ztunnel pod started while v1-26-3 was active.
     kubectl(
@@ -310,15 +278,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
             r#"{"spec":{"version":"v1.26.4"}}"#,
         ],
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=5m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "5m");
     // Seed §1.6.2 step 4–5: two revisions, the old one in use, the new one active but unused.
     let rows = table(cluster, &["get", "istio", name]);
     assert_eq!(
@@ -384,15 +344,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
             r#"{"spec":{"version":"v1.26.3"}}"#,
         ],
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     let rows = table(cluster, &["get", "istio", name]);
     assert_eq!(rows[0][4], old);
     kubectl(
@@ -406,15 +358,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
             r#"{"spec":{"version":"v1.26.4"}}"#,
         ],
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
 
     // The ztunnel rollout: the pod is replaced after v1-26-4 became active. Now the new
     // revision is in use and the old one not; after the 30 s grace period it is deleted.
@@ -487,15 +431,7 @@ async fn ambient_enrolment_keeps_a_revision_and_failed_pods_do_not() {
         cluster,
         &istio_manifest(name, &ns, "v1.27.1", "RevisionBased", 5),
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     let old = format!("{name}-v1-27-1");
     // Used only through ambient enrolment (ztunnel pod bound to it, namespace enrolled).
     kubectl(
@@ -540,15 +476,7 @@ async fn ambient_enrolment_keeps_a_revision_and_failed_pods_do_not() {
             r#"{"spec":{"version":"v1.27.2"}}"#,
         ],
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     // Well past the 5 s grace period the old revision is still there: ambient workloads use it.
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     let rows = revision_rows(cluster, name).await;
@@ -638,15 +566,7 @@ async fn bad_input_gives_conditions_and_recovers() {
     );
     assert!(rev_msg.contains("cp-late"), "{rev_msg}");
     namespace(cluster, "cp-late").await;
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     kubectl(cluster, &["delete", "istio", name]);
 
     // An end-of-life version: a clear condition naming the supported versions, no revision
@@ -657,15 +577,7 @@ async fn bad_input_gives_conditions_and_recovers() {
         cluster,
         &istio_manifest(name, &ns, "v1.26.3", "RevisionBased", 3),
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     kubectl(
         cluster,
         &[
@@ -677,15 +589,7 @@ async fn bad_input_gives_conditions_and_recovers() {
             r#"{"spec":{"version":"v1.26.4"}}"#,
         ],
     );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     kubectl(
         cluster,
         &[
@@ -732,15 +636,7 @@ async fn strategy_switches_both_ways_create_the_other_revision_and_prune_the_old
     let ns = namespace(cluster, "cp-switch").await;
     let name = "switch";
     apply(cluster, &istio_manifest(name, &ns, "v1.28.2", "InPlace", 2));
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     apply(
         cluster,
         &istio_manifest(name, &ns, "v1.28.2", "RevisionBased", 2),
@@ -757,15 +653,7 @@ async fn strategy_switches_both_ways_create_the_other_revision_and_prune_the_old
         (rows.len() == 1 && rows[0].0 == name).then_some(())
     })
     .await;
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("istios/{name}"),
-            "--timeout=2m",
-        ],
-    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     kubectl(cluster, &["delete", "istio", name]);
 }
 

@@ -189,6 +189,20 @@ pub fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `kubectl wait --for=condition=Ready <resource> --timeout=<timeout>`, as the OSSM procedure
+/// runs it; panics if it does not return in time.
+pub fn wait_ready(cluster: &Cluster, resource: &str, timeout: &str) {
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            resource,
+            &format!("--timeout={timeout}"),
+        ],
+    );
+}
+
 /// `kubectl get` output as rows of whitespace-separated columns (header dropped), for the given
 /// resource and names.
 pub fn table(cluster: &Cluster, args: &[&str]) -> Vec<Vec<String>> {
