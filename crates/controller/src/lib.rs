@@ -8,6 +8,7 @@ pub mod context;
 pub mod dataplane;
 pub mod inuse;
 pub mod istio;
+pub mod permissions;
 pub mod revision;
 pub mod run;
 pub mod tag;
