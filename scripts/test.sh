@@ -11,6 +11,13 @@ step "local control plane binaries"
 MIZZEN_CLUSTER_BIN=$(tools/cluster/build.sh)
 export MIZZEN_CLUSTER_BIN
 
+step "helm"
+MIZZEN_HELM_BIN=$(tools/helm/build.sh)
+export MIZZEN_HELM_BIN
+
+step "OCI image (scripts/image.sh)"
+./scripts/image.sh
+
 step "cargo fmt"
 cargo fmt --all -- --check
 
