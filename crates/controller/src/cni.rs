@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
@@ -28,7 +27,7 @@ use crate::dataplane::{
     ControlPlane, Outcome, SkewVerdict, daemonset, ready_condition, running_version,
     set_conditions, skew_verdict,
 };
-use crate::run::{Wiring, drain, error_policy};
+use crate::wiring::Wiring;
 use crate::{Error, owner_of, ztunnel};
 
 /// The name of the only IstioCNI (enforced by the CRD).
@@ -64,7 +63,7 @@ pub fn prunable_kinds(nad_served: bool) -> Vec<GroupVersionKind> {
 /// against, and namespaces (its namespace may appear later).
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     let c = &w.client;
-    let stream = Controller::new(Api::<IstioCNI>::all(c.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<IstioCNI>::all(c.clone()), watcher::Config::default())
         .owns(Api::<DaemonSet>::all(c.clone()), w.managed())
         .owns(Api::<ConfigMap>::all(c.clone()), w.managed())
         .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
@@ -83,11 +82,9 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
             singleton,
         )
-        .reconcile_all_on(w.usage_changes())
-        .with_config(w.config())
-        .graceful_shutdown_on(w.stopped())
-        .run(reconcile, error_policy, w.ctx.clone());
-    drain("IstioCNI", stream).boxed()
+        .reconcile_all_on(w.usage_changes());
+    let _ = w.ctx.metrics.stores().cnis.set(controller.store());
+    w.start("IstioCNI", controller, reconcile)
 }
 
 /// Reconciles the IstioCNI.
@@ -103,7 +100,7 @@ pub async fn reconcile(cni: Arc<IstioCNI>, ctx: Arc<Context>) -> Result<Action, 
         .as_ref()
         .and_then(|s| s.conditions.get_condition(RECONCILED));
     outcome.announce(&ctx, cni.as_ref(), previous).await;
-    let ready = ready_condition(&ctx, &cni.spec.namespace, DAEMONSET, &outcome).await;
+    let ready = ready_condition(&ctx, cni.as_ref(), &cni.spec.namespace, DAEMONSET, &outcome).await;
     let generation = cni.meta().generation;
     let mut status = cni.status.clone().unwrap_or_default();
     status.state = Some(set_conditions(

@@ -32,6 +32,12 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Metadata of every pod that is not in a terminal phase.
     pub pods: Store<PartialObjectMeta<Pod>>,
+    /// The controllers' metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Watch and start-up health.
+    pub health: Arc<crate::wiring::Health>,
+    /// Consecutive failures per object, for the retry backoff.
+    pub(crate) retries: crate::wiring::Retries,
     /// The published `spec.values` schema of each kind (for naming keys mizzen ignores).
     values_schemas: std::collections::HashMap<String, serde_json::Value>,
     /// The unknown keys last reported per object UID, so each set is reported once.
@@ -46,6 +52,8 @@ impl Context {
         platform: Platform,
         namespaces: Store<PartialObjectMeta<Namespace>>,
         pods: Store<PartialObjectMeta<Pod>>,
+        metrics: Arc<crate::metrics::Metrics>,
+        health: Arc<crate::wiring::Health>,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -73,6 +81,9 @@ impl Context {
             recorder,
             namespaces,
             pods,
+            metrics,
+            health,
+            retries: Default::default(),
         }
     }
 

@@ -160,6 +160,16 @@ pub fn daemonset_rollout(ds: &DaemonSet) -> Result<(), String> {
     ))
 }
 
+/// Nodes updated, available and scheduled of a DaemonSet (for the rollout metrics).
+pub fn daemonset_progress(ds: &DaemonSet) -> crate::metrics::Rollout {
+    let s = ds.status.clone().unwrap_or_default();
+    crate::metrics::Rollout {
+        updated: s.updated_number_scheduled.unwrap_or(0),
+        available: s.number_available.unwrap_or(0),
+        desired: s.desired_number_scheduled,
+    }
+}
+
 /// The version a DaemonSet runs (its `app.kubernetes.io/version` label).
 pub fn running_version(ds: &DaemonSet) -> Option<Version> {
     ds.labels()
@@ -183,23 +193,33 @@ pub async fn daemonset(
 /// updated and available, on every node. A refused spec is not Ready even though the previous
 /// version may still run everywhere, so `kubectl wait --for=condition=Ready` does not return
 /// on a change that was not made.
-pub async fn ready_condition(
+pub async fn ready_condition<K: Resource<DynamicType = ()>>(
     ctx: &Context,
+    obj: &K,
     namespace: &str,
     name: &str,
     outcome: &Outcome,
 ) -> Condition {
+    let kind: &'static str = if K::kind(&()) == "IstioCNI" {
+        "IstioCNI"
+    } else {
+        "ZTunnel"
+    };
+    let owner = &obj.meta().name.clone().unwrap_or_default();
     if let Err(m) = ctx.namespace_ready(namespace) {
         return not_ready(format!("DaemonSet {name} not found: {m}"));
     }
     match daemonset(ctx, namespace, name).await {
-        Ok(Some(ds)) => match outcome {
-            Outcome::Refused(reason, _) => not_applied(&ds, reason),
-            _ => match daemonset_rollout(&ds) {
-                Ok(()) => Condition::healthy(READY, ""),
-                Err(m) => not_ready(m),
-            },
-        },
+        Ok(Some(ds)) => {
+            ctx.metrics.rollout(kind, owner, daemonset_progress(&ds));
+            match outcome {
+                Outcome::Refused(reason, _) => not_applied(&ds, reason),
+                _ => match daemonset_rollout(&ds) {
+                    Ok(()) => Condition::healthy(READY, ""),
+                    Err(m) => not_ready(m),
+                },
+            }
+        }
         Ok(None) => not_ready(format!(
             "DaemonSet {name} not found in namespace {namespace}"
         )),
@@ -302,6 +322,9 @@ impl Outcome {
             Outcome::Applied | Outcome::Failed(_) => return,
         };
         if previous.and_then(|c| c.message.as_deref()) != Some(message.as_str()) {
+            if matches!(self, Outcome::Refused(..)) {
+                ctx.metrics.refused(&K::kind(&()), reason);
+            }
             ctx.event_per_note(obj, EventType::Warning, reason, message.clone())
                 .await;
         }

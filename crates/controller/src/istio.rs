@@ -21,9 +21,8 @@ use serde_json::{Value, json};
 use crate::apply::Owner;
 use crate::context::{Context, now, patch_status};
 use crate::inuse::ACTIVE_SINCE_ANNOTATION;
-use crate::run::{Wiring, drain, error_policy};
+use crate::wiring::Wiring;
 use crate::{Error, owner_of};
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{Controller, watcher};
@@ -160,16 +159,14 @@ pub fn prune_plan(
 /// The Istio controller: Istios, the revisions and Services they own.
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     let c = &w.client;
-    let stream = Controller::new(Api::<Istio>::all(c.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<Istio>::all(c.clone()), watcher::Config::default())
         .owns(
             Api::<IstioRevision>::all(c.clone()),
             watcher::Config::default(),
         )
-        .owns(Api::<Service>::all(c.clone()), w.managed())
-        .with_config(w.config())
-        .graceful_shutdown_on(w.stopped())
-        .run(reconcile, error_policy, w.ctx.clone());
-    drain("Istio", stream).boxed()
+        .owns(Api::<Service>::all(c.clone()), w.managed());
+    let _ = w.ctx.metrics.stores().istios.set(controller.store());
+    w.start("Istio", controller, reconcile)
 }
 
 /// Reconciles one Istio.
@@ -226,6 +223,7 @@ pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, E
                     .as_ref()
                     .and_then(|s| s.conditions.get_condition(RECONCILED));
                 if already.and_then(|c| c.message.as_deref()) != Some(refusal.message.as_str()) {
+                    ctx.metrics.refused("Istio", refusal.reason);
                     ctx.event(
                         istio.as_ref(),
                         EventType::Warning,

@@ -8,16 +8,19 @@ pub mod context;
 pub mod dataplane;
 pub mod inuse;
 pub mod istio;
+pub mod metrics;
 pub mod permissions;
 pub mod revision;
 pub mod run;
 pub mod tag;
+pub mod wiring;
 pub mod ztunnel;
 
 use kube::{Resource, ResourceExt};
 
 pub use context::Context;
 pub use run::{RunOptions, run};
+pub use wiring::Health;
 
 /// Errors a reconcile can end with; each is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,24 @@ pub enum Error {
     /// Rendering failed (invalid values).
     #[error(transparent)]
     Render(#[from] mizzen_render::RenderError),
+}
+
+impl Error {
+    /// A short, stable reason for metrics: the API server's reason (`Conflict`, `Forbidden`,
+    /// `Invalid`, ...) where it answered, else the kind of failure.
+    pub fn metric_label(&self) -> String {
+        let kube = match self {
+            Error::Kube(e) => e,
+            Error::Apply(apply::ApplyError::Api { source, .. }) => source,
+            Error::Apply(apply::ApplyError::Incomplete(_)) => return "IncompleteRender".into(),
+            Error::Render(_) => return "InvalidValues".into(),
+        };
+        match kube {
+            kube::Error::Api(s) if !s.reason.is_empty() => s.reason.clone(),
+            kube::Error::Api(s) => format!("HTTP{}", s.code),
+            _ => "Transport".into(),
+        }
+    }
 }
 
 /// The owner reference data of a (cluster-scoped) custom resource.

@@ -25,9 +25,8 @@ use crate::inuse::{
     enables_namespaces_by_default,
 };
 use crate::istio::stable_host;
-use crate::run::{Wiring, all_revisions, drain, error_policy};
+use crate::wiring::{Wiring, all_revisions};
 use crate::{Error, owner_of};
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -78,7 +77,7 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
         watcher::Config::default(),
     );
     let store = revisions.store();
-    let stream = revisions
+    let controller = revisions
         .owns(Api::<Deployment>::all(c.clone()), w.managed())
         .owns(Api::<Service>::all(c.clone()), w.managed())
         .owns(Api::<ConfigMap>::all(c.clone()), w.managed())
@@ -105,11 +104,9 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
             all_revisions(store),
         )
-        .reconcile_all_on(w.usage_changes())
-        .with_config(w.config())
-        .graceful_shutdown_on(w.stopped())
-        .run(reconcile, error_policy, w.ctx.clone());
-    drain("IstioRevision", stream).boxed()
+        .reconcile_all_on(w.usage_changes());
+    let _ = w.ctx.metrics.stores().revisions.set(controller.store());
+    w.start("IstioRevision", controller, reconcile)
 }
 
 /// Reconciles one IstioRevision.
@@ -362,7 +359,19 @@ async fn ready(rev: &IstioRevision, ctx: &Context) -> Condition {
     };
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &rev.spec.namespace);
     match api.get_opt(&name).await {
-        Ok(Some(d)) => match rollout_state(&d) {
+        Ok(Some(d)) => match {
+            let s = d.status.clone().unwrap_or_default();
+            ctx.metrics.rollout(
+                "IstioRevision",
+                &rev.name_any(),
+                crate::metrics::Rollout {
+                    updated: s.updated_replicas.unwrap_or(0),
+                    available: s.available_replicas.unwrap_or(0),
+                    desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                },
+            );
+            rollout_state(&d)
+        } {
             Ok(()) => Condition::healthy(READY, ""),
             Err(m) => Condition::new(READY, ConditionStatus::False, "IstiodNotReady", m),
         },

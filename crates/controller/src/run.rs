@@ -1,17 +1,16 @@
 //! Running the controllers: wait for the CRDs, fill the metadata caches, run every controller
-//! until shutdown.
+//! until shutdown. Leases, the health and metrics endpoints and signals are the runtime's
+//! (`mizzen-runtime`); this module only composes the controllers.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PartialObjectMeta};
-use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_objects};
 use kube::{Client, ResourceExt};
@@ -21,6 +20,8 @@ use mizzen_render::Platform;
 use tokio::sync::{broadcast, watch};
 
 use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
+use crate::metrics::Metrics;
+use crate::wiring::{Health, Wiring};
 use crate::{Context, Error, cni, istio, revision, tag, ztunnel};
 
 /// How long running reconciles may take to finish after shutdown begins.
@@ -33,8 +34,13 @@ pub struct RunOptions {
     pub catalog: Arc<Catalog>,
     /// Kubernetes or OpenShift.
     pub platform: Platform,
-    /// Set once the caches are filled and the controllers run (for `/readyz`).
-    pub ready: Arc<AtomicBool>,
+    /// Started, and the watches' health (for `/readyz`).
+    pub health: Arc<Health>,
+    /// Where the controllers' metrics go.
+    pub metrics: Arc<Metrics>,
+    /// Whether this process leads: only the leader reconciles (always true without leader
+    /// election).
+    pub leader: watch::Receiver<bool>,
 }
 
 /// Runs every controller until `shutdown` completes.
@@ -79,13 +85,19 @@ pub async fn run(
     .modify(|p| p.managed_fields_mut().clear())
     .reflect(pod_writer);
     tokio::spawn(forward_relevant_changes(
+        "namespaces",
         namespaces,
         trigger_tx.clone(),
+        opts.health.clone(),
+        opts.metrics.clone(),
         stopped(),
     ));
     tokio::spawn(forward_relevant_changes(
+        "pods",
         pods,
         trigger_tx.clone(),
+        opts.health.clone(),
+        opts.metrics.clone(),
         stopped(),
     ));
 
@@ -95,6 +107,8 @@ pub async fn run(
         opts.platform,
         ns_store.clone(),
         pod_store.clone(),
+        opts.metrics.clone(),
+        opts.health.clone(),
     ));
     ns_store.wait_until_ready().await.ok();
     pod_store.wait_until_ready().await.ok();
@@ -104,6 +118,7 @@ pub async fn run(
         ctx,
         triggers: trigger_tx,
         stop: stop_rx,
+        leader: opts.leader.clone(),
     };
     let controllers = vec![
         istio::controller(&wiring),
@@ -112,7 +127,7 @@ pub async fn run(
         cni::controller(&wiring),
         ztunnel::controller(&wiring),
     ];
-    opts.ready.store(true, Ordering::SeqCst);
+    opts.health.set_started(true);
     tracing::info!("controllers running");
     // kube-runtime holds a controller's runner until its cache is first filled, even after a
     // graceful shutdown began; a shutdown right after start would wait forever. Running
@@ -128,79 +143,9 @@ pub async fn run(
         _ = futures::future::join_all(controllers) => {}
         _ = deadline => tracing::warn!("controllers did not stop within {SHUTDOWN_GRACE:?} of shutdown"),
     }
-    opts.ready.store(false, Ordering::SeqCst);
+    opts.health.set_started(false);
     tracing::info!("controllers stopped");
     Ok(())
-}
-
-/// What a controller is built from.
-pub struct Wiring {
-    /// API client.
-    pub client: Client,
-    /// Shared state.
-    pub ctx: Arc<Context>,
-    triggers: broadcast::Sender<()>,
-    stop: watch::Receiver<bool>,
-}
-
-impl Wiring {
-    /// Completes when the operator shuts down.
-    pub fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
-        let mut rx = self.stop.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    }
-
-    /// Fires when a namespace or pod changed in a way that can affect usage or prerequisites
-    /// (for `Controller::reconcile_all_on`).
-    pub fn usage_changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
-        let rx = self.triggers.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
-    }
-
-    /// The controller settings every controller uses: debounced, bounded concurrency.
-    pub fn config(&self) -> ControllerConfig {
-        ControllerConfig::default()
-            .debounce(Duration::from_millis(300))
-            .concurrency(4)
-    }
-
-    /// Watch settings for children: only objects mizzen manages.
-    pub fn managed(&self) -> watcher::Config {
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=mizzen")
-    }
-}
-
-/// Drains a controller's output stream, logging failures.
-pub async fn drain<K, S, E>(kind: &'static str, stream: S)
-where
-    K: kube::Resource,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-    E: std::fmt::Display,
-    S: futures::Stream<Item = Result<(ObjectRef<K>, Action), E>>,
-{
-    stream
-        .for_each(|r| async move { log_result(kind, r) })
-        .await
-}
-
-/// A watch mapper that enqueues every revision (there are few).
-pub(crate) fn all_revisions<T>(
-    store: Store<IstioRevision>,
-) -> impl Fn(T) -> Vec<ObjectRef<IstioRevision>> + Clone {
-    move |_| {
-        store
-            .state()
-            .iter()
-            .map(|r| ObjectRef::from_obj(r.as_ref()))
-            .collect()
-    }
 }
 
 /// Waits until mizzen's CRDs are served; false when shut down first.
@@ -242,8 +187,11 @@ async fn wait_for_crds(client: &Client, stopped: impl Future<Output = ()>) -> bo
 /// (labels and annotations that select revisions, enrolment, ztunnel pods): pod status churn
 /// does not cause reconciles.
 async fn forward_relevant_changes<K, S>(
+    name: &'static str,
     stream: S,
     tx: broadcast::Sender<()>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
     stopped: impl Future<Output = ()>,
 ) where
     K: kube::Resource + Clone + std::fmt::Debug + Send + 'static,
@@ -252,6 +200,9 @@ async fn forward_relevant_changes<K, S>(
     let mut fingerprints: HashMap<String, u64> = HashMap::new();
     let mut stream = Box::pin(stream.take_until(stopped));
     while let Some(event) = stream.next().await {
+        if event.is_ok() {
+            health.watch_ok(name);
+        }
         let changed = match event {
             Ok(Event::Apply(o) | Event::InitApply(o)) => {
                 let key = o.uid().unwrap_or_default();
@@ -262,7 +213,8 @@ async fn forward_relevant_changes<K, S>(
             Ok(Event::InitDone) => true,
             Ok(Event::Init) => false,
             Err(e) => {
-                tracing::warn!(error = %e, "watch error");
+                metrics.watch_error(name);
+                health.watch_failed(name, &e);
                 false
             }
         };
@@ -283,23 +235,4 @@ fn fingerprint<K: kube::Resource>(o: &K) -> u64 {
     }
     o.meta().deletion_timestamp.is_some().hash(&mut h);
     h.finish()
-}
-
-pub(crate) fn error_policy<K>(obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action
-where
-    K: kube::Resource,
-{
-    tracing::warn!(name = obj.name_any(), error = %err, "reconcile failed; retrying in 10s");
-    Action::requeue(Duration::from_secs(10))
-}
-
-fn log_result<K, E: std::fmt::Display>(kind: &str, r: Result<(ObjectRef<K>, Action), E>)
-where
-    K: kube::Resource,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    match r {
-        Ok((o, _)) => tracing::debug!(kind, name = o.name, "reconciled"),
-        Err(e) => tracing::debug!(kind, error = %e, "controller event"),
-    }
 }

@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -33,7 +32,7 @@ use mizzen_api::{
 use crate::context::{Context, now, patch_status};
 use crate::inuse::{NamespaceInfo, PodInfo, Usage, enables_namespaces_by_default};
 use crate::revision::{Failure, is_remote, takes_precedence};
-use crate::run::{Wiring, drain, error_policy};
+use crate::wiring::Wiring;
 use crate::{Error, owner_of};
 
 /// The tag that also renders the default validator and accepts `istio-injection=enabled`.
@@ -79,7 +78,7 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     );
     let store = tags.store();
     let by_istio = store.clone();
-    let stream = tags
+    let controller = tags
         .owns(
             Api::<MutatingWebhookConfiguration>::all(c.clone()),
             w.managed(),
@@ -99,11 +98,8 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
             move |rev: IstioRevision| tags_where(&store, |t| affected_by_revision(t, &rev)),
         )
-        .reconcile_all_on(w.usage_changes())
-        .with_config(w.config())
-        .graceful_shutdown_on(w.stopped())
-        .run(reconcile, error_policy, w.ctx.clone());
-    drain("IstioRevisionTag", stream).boxed()
+        .reconcile_all_on(w.usage_changes());
+    w.start("IstioRevisionTag", controller, reconcile)
 }
 
 fn tags_where(

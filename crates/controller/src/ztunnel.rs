@@ -22,7 +22,6 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -46,7 +45,7 @@ use crate::dataplane::{
 };
 use crate::inuse::{FOLLOWS_ISTIO_ANNOTATION, REV};
 use crate::istio::{Refusal, stable_host};
-use crate::run::{Wiring, drain, error_policy};
+use crate::wiring::Wiring;
 use crate::{Error, owner_of};
 
 /// The name of the only ZTunnel (enforced by the CRD).
@@ -73,7 +72,7 @@ pub fn prunable_kinds() -> Vec<GroupVersionKind> {
 /// namespaces (its namespace may appear later).
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     let c = &w.client;
-    let stream = Controller::new(Api::<ZTunnel>::all(c.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<ZTunnel>::all(c.clone()), watcher::Config::default())
         .owns(Api::<DaemonSet>::all(c.clone()), w.managed())
         .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
         .watches(
@@ -86,11 +85,9 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
             singleton,
         )
-        .reconcile_all_on(w.usage_changes())
-        .with_config(w.config())
-        .graceful_shutdown_on(w.stopped())
-        .run(reconcile, error_policy, w.ctx.clone());
-    drain("ZTunnel", stream).boxed()
+        .reconcile_all_on(w.usage_changes());
+    let _ = w.ctx.metrics.stores().ztunnels.set(controller.store());
+    w.start("ZTunnel", controller, reconcile)
 }
 
 /// Reconciles the ZTunnel.
@@ -107,7 +104,14 @@ pub async fn reconcile(zt: Arc<ZTunnel>, ctx: Arc<Context>) -> Result<Action, Er
         .as_ref()
         .and_then(|s| s.conditions.get_condition(RECONCILED));
     outcome.announce(&ctx, zt.as_ref(), previous).await;
-    let ready = ready_condition(&ctx, &zt.spec.namespace, &daemonset_name(&zt), &outcome).await;
+    let ready = ready_condition(
+        &ctx,
+        zt.as_ref(),
+        &zt.spec.namespace,
+        &daemonset_name(&zt),
+        &outcome,
+    )
+    .await;
     let generation = zt.meta().generation;
     let mut status = zt.status.clone().unwrap_or_default();
     status.state = Some(set_conditions(

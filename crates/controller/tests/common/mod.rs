@@ -1,7 +1,7 @@
 //! The operator running in-process against the shared local control plane of a test binary.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -9,7 +9,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use mizzen_catalog::Catalog;
-use mizzen_controller::{RunOptions, crd_versions, run};
+use mizzen_controller::metrics::Metrics;
+use mizzen_controller::{Health, RunOptions, crd_versions, run};
 use mizzen_render::Platform;
 use mizzen_testcluster::{Cluster, shared};
 
@@ -67,9 +68,9 @@ pub fn start_operator_counting(
     let writes = Arc::new(AtomicUsize::new(0));
     let counter = writes.clone();
     let config = cluster.kube_config();
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let r = ready.clone();
+    let h = health.clone();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -85,10 +86,13 @@ pub fn start_operator_counting(
                 .unwrap()
                 .with_layer(&layer)
                 .build();
+            let (_leader_tx, leader) = tokio::sync::watch::channel(true);
             let opts = RunOptions {
                 catalog: Arc::new(catalog),
                 platform: Platform::Kubernetes,
-                ready: r,
+                health: h,
+                metrics: Metrics::new(&mut Default::default()),
+                leader,
             };
             run(client, opts, async move {
                 let _ = stop_rx.await;
@@ -98,7 +102,7 @@ pub fn start_operator_counting(
         });
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !ready.load(Ordering::SeqCst) {
+    while health.not_ready().is_some() {
         assert!(
             std::time::Instant::now() < deadline,
             "operator did not start"
