@@ -55,11 +55,14 @@ binary=$target_dir/$target/release/mizzen
 # Static or nothing: a dynamically linked binary would not start on an empty base.
 # (It is static-pie: no program interpreter, no needed shared libraries. ldd
 # says "statically linked" and succeeds for those, so it cannot tell.)
-if readelf -lW "$binary" | grep -q INTERP || readelf -dW "$binary" | grep -q NEEDED \
-    || ! file -L "$binary" | grep -Eq 'statically linked|static-pie linked'; then
+headers=$(readelf -lW "$binary")
+dynamic=$(readelf -dW "$binary")
+kind=$(file -L "$binary")
+if [[ $headers == *INTERP* || $dynamic == *NEEDED* ]] \
+    || ! [[ $kind == *"statically linked"* || $kind == *"static-pie linked"* ]]; then
   echo "image.sh: $binary is not statically linked:" >&2
-  file -L "$binary" >&2
-  readelf -dW "$binary" | grep NEEDED >&2 || true
+  echo "$kind" >&2
+  grep NEEDED <<<"$dynamic" >&2 || true
   exit 1
 fi
 
@@ -127,7 +130,7 @@ manifest=$work/oci/blobs/sha256/${digest#sha256:}
 [[ -f $manifest ]] || { echo "image.sh: $digest missing from the layout" >&2; exit 1; }
 size=$(wc -c <"$manifest")
 media_type=application/vnd.oci.image.manifest.v1+json
-grep -q "\"mediaType\":\"$media_type\"" "$manifest" || { echo "image.sh: not an OCI manifest" >&2; exit 1; }
+[[ $(<"$manifest") == *"\"mediaType\":\"$media_type\""* ]] || { echo "image.sh: not an OCI manifest" >&2; exit 1; }
 printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"%s","size":%d,"digest":"%s","annotations":{"org.opencontainers.image.ref.name":"%s"}}]}\n' \
   "$media_type" "$size" "$digest" "$version" >"$work/oci/index.json"
 
@@ -136,7 +139,8 @@ printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"
 # its own; the config blob is the one to compare.)
 "$crane" mutate "$repo:$version" -t "mizzen:$version" -o "$work/mizzen.tar"
 config_digest=sha256:$("$crane" config "$repo:$version" | sha256sum | cut -c1-64)
-if ! tar -xOf "$work/mizzen.tar" manifest.json | grep -q "\"Config\":\"$config_digest\""; then
+tar_manifest=$(tar -xOf "$work/mizzen.tar" manifest.json)
+if [[ $tar_manifest != *"\"Config\":\"$config_digest\""* ]]; then
   echo "image.sh: mizzen.tar does not hold the image's config $config_digest" >&2
   exit 1
 fi
