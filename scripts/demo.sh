@@ -27,7 +27,7 @@ say "installing the CRDs and starting the operator (log: $state/operator.log)"
 kubectl wait --for=condition=Established --timeout=60s crd/istios.sailoperator.io \
   crd/istiorevisions.sailoperator.io crd/istiorevisiontags.sailoperator.io \
   crd/istiocnis.sailoperator.io crd/ztunnels.sailoperator.io >/dev/null
-nohup "$mizzen" run --health-addr 127.0.0.1:0 >"$state/operator.log" 2>&1 &
+nohup "$mizzen" run --health-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 >"$state/operator.log" 2>&1 &
 echo $! >"$state/operator.pid"
 
 say "installing the ambient mesh at $from"

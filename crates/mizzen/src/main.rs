@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use mizzen_catalog::Catalog;
 
 mod dev;
@@ -17,6 +17,9 @@ struct Cli {
     /// Version catalog to use instead of the embedded one.
     #[arg(long, global = true, env = "MIZZEN_VERSIONS_FILE")]
     versions_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MIZZEN_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,14 +35,32 @@ enum Command {
     Dev(dev::DevCommand),
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `mizzen --version`: the crate version, the commit, and the newest Istio version of the
+/// embedded catalog.
+fn version() -> String {
+    let newest = Catalog::embedded()
+        .map(|c| c.default_version().to_string())
+        .unwrap_or_else(|e| format!("invalid catalog: {e}"));
+    format!(
+        "{} (commit {}, newest Istio in the catalog: {newest})",
+        env!("CARGO_PKG_VERSION"),
+        env!("MIZZEN_GIT_COMMIT")
+    )
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let matches = Cli::command().version(version()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    mizzen_runtime::init_logging(match cli.log_format {
+        LogFormat::Text => mizzen_runtime::LogFormat::Text,
+        LogFormat::Json => mizzen_runtime::LogFormat::Json,
+    });
     match cli.command {
         Command::Crds => {
             let catalog = load_catalog(cli.versions_file.as_deref())?;

@@ -1,16 +1,11 @@
-//! `mizzen run`: the operator process.
+//! `mizzen run`: flags of the operator process, handed to the runtime.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, ValueEnum};
-use kube::Client;
 use mizzen_catalog::Catalog;
-use mizzen_controller::{RunOptions, run};
 use mizzen_render::Platform;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use mizzen_runtime::{LeaderElection, LeaseTimes, Options};
 
 /// Options of `mizzen run`.
 #[derive(Args, Debug)]
@@ -18,9 +13,24 @@ pub struct RunArgs {
     /// Platform: detected from the API server by default.
     #[arg(long, value_enum, default_value_t = PlatformArg::Auto, env = "MIZZEN_PLATFORM")]
     platform: PlatformArg,
-    /// Address of the /healthz and /readyz endpoints.
+    /// Address of the /healthz and /readyz endpoints (in a pod: 0.0.0.0:8081).
     #[arg(long, default_value = "127.0.0.1:8081", env = "MIZZEN_HEALTH_ADDR")]
     health_addr: SocketAddr,
+    /// Address of the Prometheus /metrics endpoint (in a pod: 0.0.0.0:8080).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "MIZZEN_METRICS_ADDR")]
+    metrics_addr: SocketAddr,
+    /// Reconcile only while holding the leader Lease (for more than one replica).
+    #[arg(long, env = "MIZZEN_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: POD_NAMESPACE, then the ServiceAccount's).
+    #[arg(long, env = "MIZZEN_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = mizzen_controller::permissions::LEASE_NAME)]
+    leader_election_id: String,
+    /// Holder identity (default: POD_NAME, then the host name).
+    #[arg(long, env = "MIZZEN_LEADER_ELECTION_IDENTITY")]
+    leader_election_identity: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -32,78 +42,21 @@ enum PlatformArg {
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub fn run_operator(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let client = Client::try_default().await?;
-        let platform = match args.platform {
-            PlatformArg::Kubernetes => Platform::Kubernetes,
-            PlatformArg::Openshift => Platform::OpenShift,
-            PlatformArg::Auto => detect_platform(&client).await,
-        };
-        let ready = Arc::new(AtomicBool::new(false));
-        let listener = TcpListener::bind(args.health_addr).await?;
-        tracing::info!(addr = %args.health_addr, ?platform, "mizzen starting");
-        tokio::spawn(serve_health(listener, ready.clone()));
-        let opts = RunOptions {
-            catalog: Arc::new(catalog),
-            platform,
-            ready,
-        };
-        run(client, opts, shutdown_signal()).await?;
-        Ok(())
-    })
-}
-
-/// OpenShift serves `operator.openshift.io/v1` with kind `OpenShiftAPIServer`.
-async fn detect_platform(client: &Client) -> Platform {
-    match client
-        .list_api_group_resources("operator.openshift.io/v1")
-        .await
-    {
-        Ok(list)
-            if list
-                .resources
-                .iter()
-                .any(|r| r.kind == "OpenShiftAPIServer") =>
-        {
-            Platform::OpenShift
-        }
-        _ => Platform::Kubernetes,
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
-    }
-}
-
-/// `/healthz` answers while the process runs; `/readyz` once the controllers run.
-async fn serve_health(listener: TcpListener, ready: Arc<AtomicBool>) {
-    loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
-            continue;
-        };
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            let n = conn.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("");
-            let (code, body) = match path {
-                "/healthz" => ("200 OK", "ok"),
-                "/readyz" if ready.load(Ordering::SeqCst) => ("200 OK", "ok"),
-                "/readyz" => ("503 Service Unavailable", "starting"),
-                _ => ("404 Not Found", "not found"),
-            };
-            let response = format!(
-                "HTTP/1.1 {code}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(response.as_bytes()).await;
-        });
-    }
+    let options = Options {
+        catalog,
+        platform: match args.platform {
+            PlatformArg::Auto => None,
+            PlatformArg::Kubernetes => Some(Platform::Kubernetes),
+            PlatformArg::Openshift => Some(Platform::OpenShift),
+        },
+        health_addr: args.health_addr,
+        metrics_addr: args.metrics_addr,
+        leader_election: args.leader_elect.then(|| LeaderElection {
+            namespace: args.leader_election_namespace,
+            name: args.leader_election_id,
+            identity: args.leader_election_identity,
+            times: LeaseTimes::default(),
+        }),
+    };
+    tokio::runtime::Runtime::new()?.block_on(mizzen_runtime::run(options))
 }

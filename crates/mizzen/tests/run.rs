@@ -11,7 +11,11 @@ use mizzen_testcluster::shared;
 fn get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.lines().next().map(String::from)
@@ -37,7 +41,13 @@ async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
     let log_dir = tempfile::tempdir().unwrap();
     let log_path = log_dir.path().join("mizzen.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mizzen"))
-        .args(["run", "--health-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "run",
+            "--health-addr",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .env("KUBECONFIG", cluster.kubeconfig_path())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
