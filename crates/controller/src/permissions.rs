@@ -136,7 +136,7 @@ pub fn namespace_rules() -> Vec<PolicyRule> {
     r.add(
         "coordination.k8s.io",
         "leases",
-        &["create", "get", "list", "patch", "update", "watch"],
+        &["create", "get", "list", "update", "watch"],
     );
     r.into_policy_rules()
 }
@@ -250,6 +250,10 @@ mod tests {
         assert!(!allows(
             &rules,
             &req("update", "coordination.k8s.io", "leases", None)
+        ));
+        assert!(!allows(
+            &namespace_rules(),
+            &req("delete", "coordination.k8s.io", "leases", None)
         ));
         assert!(allows(
             &namespace_rules(),

@@ -190,7 +190,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     tokio::pin!(controllers);
     let lost = match election {
         Some(mut task) => tokio::select! {
-            r = &mut controllers => { r?; None }
+            r = &mut controllers => {
+                // The controllers have stopped writing: release the Lease, then exit.
+                let _ = lease_stop_tx.send(true);
+                let _ = task.await;
+                r?;
+                None
+            }
             ended = &mut task => match ended {
                 Ok(lease::Ended::Lost(why)) => Some(why),
                 Ok(lease::Ended::Shutdown) => None,
@@ -202,7 +208,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             None
         }
     };
-    let _ = lease_stop_tx.send(true);
     if let Some(why) = lost {
         anyhow::bail!(
             "lost the leadership ({why}); exiting so that a fresh standby takes its place"

@@ -1,0 +1,343 @@
+//! `mizzen run` as a host process against the test cluster, its metrics scraped, and kubectl.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mizzen_testcluster::Cluster;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// The mizzen binary the end-to-end tests run: the one inside the image when it was built
+/// (`scripts/image.sh` leaves a copy at `target/image/mizzen`), else this build's.
+pub fn mizzen_bin() -> PathBuf {
+    let image = root().join("target/image/mizzen");
+    if image.is_file() {
+        image
+    } else {
+        PathBuf::from(env!("CARGO_BIN_EXE_mizzen"))
+    }
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `mizzen run` process; killed when dropped.
+pub struct Operator {
+    pub child: Child,
+    pub name: String,
+    pub health: u16,
+    pub metrics: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `mizzen run` with `kubeconfig` and extra `args`, logging to `dir/<name>.log`.
+    pub fn start(name: &str, kubeconfig: &Path, dir: &Path, args: &[&str]) -> Self {
+        Self::start_with(name, kubeconfig, dir, args, &[])
+    }
+
+    /// Like [`Operator::start`] with environment variables.
+    pub fn start_with(
+        name: &str,
+        kubeconfig: &Path,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let (health, metrics) = (free_port(), free_port());
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(mizzen_bin())
+            .arg("run")
+            .arg(format!("--health-addr=127.0.0.1:{health}"))
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", name)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            name: name.into(),
+            health,
+            metrics,
+            log,
+        }
+    }
+
+    /// The scraped metrics, or `None` while the endpoint does not answer.
+    pub fn scrape(&self) -> Option<Metrics> {
+        http_get(self.metrics, "/metrics").map(|b| Metrics::parse(&b.1))
+    }
+
+    /// `/readyz`'s status code and body.
+    pub fn readyz(&self) -> Option<(u16, String)> {
+        http_get(self.health, "/readyz")
+    }
+
+    /// Whether it holds the leader lease (from `mizzen_leader`).
+    pub fn leads(&self) -> bool {
+        self.scrape()
+            .is_some_and(|m| m.value("mizzen_leader", &[]) == Some(1.0))
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal (e.g. "TERM", "KILL") to this process only.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {}", self.child.id());
+    }
+
+    /// Waits for the process to exit, up to `secs`.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit: {}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GET `path` on 127.0.0.1:`port`: status code and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
+/// One sample of the text exposition format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed scrape.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics(pub Vec<Sample>);
+
+impl Metrics {
+    /// Parses the Prometheus/OpenMetrics text format (comments skipped).
+    pub fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+                None => (series, BTreeMap::new()),
+            };
+            samples.push(Sample {
+                name: name.to_owned(),
+                labels,
+                value: value.parse().expect("a numeric value"),
+            });
+        }
+        Self(samples)
+    }
+
+    /// Samples of `name` whose labels include all of `labels`.
+    pub fn select(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
+        self.0
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The sum of the matching samples, `None` when there is none.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let s = self.select(name, labels);
+        (!s.is_empty()).then(|| s.iter().map(|s| s.value).sum())
+    }
+
+    /// API requests sent that are writes (not get, list, watch), by resource, leases apart.
+    pub fn writes(&self) -> (f64, f64) {
+        let mut other = 0.0;
+        let mut leases = 0.0;
+        for s in self.select("mizzen_kube_requests_total", &[]) {
+            let verb = s.labels.get("verb").map(String::as_str).unwrap_or("");
+            if matches!(verb, "get" | "list" | "watch") {
+                continue;
+            }
+            if s.labels.get("resource").map(String::as_str) == Some("leases") {
+                leases += s.value;
+            } else {
+                other += s.value;
+            }
+        }
+        (other, leases)
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = s;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let end = after.find('"').expect("closing quote");
+        labels.insert(
+            key.trim_start_matches(',').trim().to_owned(),
+            after[..end].to_owned(),
+        );
+        rest = &after[end + 1..];
+    }
+    labels
+}
+
+/// Runs kubectl against `cluster` with `kubeconfig`'s credentials.
+pub fn kubectl_output(cluster: &Cluster, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = cluster
+        .kubectl()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        let mut input = input;
+        input.write_all(data).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs kubectl, returning stdout; panics on failure.
+pub fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
+    kubectl_stdin(cluster, args, None)
+}
+
+/// Runs kubectl with `stdin`, returning stdout; panics on failure.
+pub fn kubectl_stdin(cluster: &Cluster, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let out = kubectl_output(cluster, args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Installs mizzen's CRDs with `mizzen crds | kubectl apply --server-side`.
+pub fn install_crds(cluster: &Cluster) {
+    let crds = Command::new(env!("CARGO_BIN_EXE_mizzen"))
+        .arg("crds")
+        .output()
+        .unwrap()
+        .stdout;
+    kubectl_stdin(cluster, &["apply", "--server-side", "-f", "-"], Some(&crds));
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "istios.sailoperator.io",
+            "istiorevisions.sailoperator.io",
+            "istiorevisiontags.sailoperator.io",
+            "istiocnis.sailoperator.io",
+            "ztunnels.sailoperator.io",
+        ],
+    );
+}
+
+/// Runs a seed procedure script (`scripts/seed/<name>.sh`) with `args`, as an administrator;
+/// returns its output, panics with it on failure.
+pub fn seed(cluster: &Cluster, name: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(root().join(format!("scripts/seed/{name}.sh")))
+        .args(args)
+        .env("KUBECONFIG", cluster.kubeconfig_path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                cluster.bin_dir().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "seed {name} failed:\n{text}");
+    text
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, up to `secs`; panics with `what`.
+pub fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
