@@ -164,6 +164,9 @@ pub fn daemonset_rollout(ds: &DaemonSet) -> Result<(), String> {
 pub fn daemonset_progress(ds: &DaemonSet) -> crate::metrics::Rollout {
     let s = ds.status.clone().unwrap_or_default();
     crate::metrics::Rollout {
+        version: running_version(ds)
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
         updated: s.updated_number_scheduled.unwrap_or(0),
         available: s.number_available.unwrap_or(0),
         desired: s.desired_number_scheduled,

@@ -45,8 +45,10 @@ pub struct Metrics {
 }
 
 /// Rollout progress of one component: nodes (DaemonSet) or replicas (istiod Deployment).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rollout {
+    /// The version being rolled out (the workload's `app.kubernetes.io/version`).
+    pub version: String,
     /// Nodes or replicas running the current spec.
     pub updated: i32,
     /// Of those, available.
@@ -276,7 +278,7 @@ impl Collector for StateCollector {
         );
         let mut rollout = GaugeFamily::new(
             "rollout_pods",
-            "Rollout progress: nodes (istio-cni, ztunnel) or replicas (istiod), by state",
+            "Rollout progress of the version being rolled out: nodes (istio-cni, ztunnel) or replicas (istiod), by state",
         );
         let mut per_istio: BTreeMap<(String, String), i64> = BTreeMap::new();
         for rev in cached(&stores.revisions) {
@@ -395,6 +397,7 @@ fn push_rollout(family: &mut GaugeFamily, kind: &'static str, name: &str, p: &Ro
             vec![
                 ("kind", kind.into()),
                 ("name", name.to_owned()),
+                ("version", p.version.clone()),
                 ("state", state.into()),
             ],
             value.into(),

@@ -365,6 +365,11 @@ async fn ready(rev: &IstioRevision, ctx: &Context) -> Condition {
                 "IstioRevision",
                 &rev.name_any(),
                 crate::metrics::Rollout {
+                    version: d
+                        .labels()
+                        .get(mizzen_render::VERSION_LABEL)
+                        .map(|v| format!("v{v}"))
+                        .unwrap_or_default(),
                     updated: s.updated_replicas.unwrap_or(0),
                     available: s.available_replicas.unwrap_or(0),
                     desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),

@@ -1,24 +1,17 @@
 //! `mizzen run` as a process: it waits for its CRDs instead of crashing, reports readiness on
 //! /readyz, and stops cleanly on SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::http_get;
 use mizzen_testcluster::shared;
 
 fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.lines().next().map(String::from)
+    http_get(port, path).map(|(code, _)| code.to_string())
 }
 
 fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
@@ -83,6 +76,19 @@ async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
     until(60, "/readyz after the CRDs appear", || {
         get(port, "/readyz").is_some_and(|l| l.contains("200"))
     });
+
+    // A kind whose watch cannot be served makes /readyz false, naming it.
+    let deleted = cluster
+        .kubectl()
+        .args(["delete", "crd", "ztunnels.sailoperator.io", "--wait"])
+        .status()
+        .unwrap();
+    assert!(deleted.success());
+    until(60, "/readyz 503 while the ZTunnel watch fails", || {
+        get(port, "/readyz").is_some_and(|l| l.contains("503"))
+    });
+    let (_, body) = http_get(port, "/readyz").unwrap();
+    assert!(body.contains("watch ZTunnel failing"), "{body}");
 
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
