@@ -117,3 +117,32 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     assert!(s.log().contains("released the lease"), "{}", s.log());
     assert!(handover < Duration::from_secs(2), "{handover:?}");
 }
+
+#[tokio::test]
+async fn a_lease_namespace_that_does_not_exist_is_reported_not_crashed_on() {
+    let cluster = shared().await;
+    install_crds(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let mut op = Operator::start(
+        "mizzen-lost",
+        &cluster.kubeconfig_path(),
+        dir.path(),
+        &[
+            "--leader-elect",
+            "--leader-election-namespace=no-such-namespace",
+        ],
+    );
+    let (code, body) = until(60, "/readyz to name the lease", || {
+        op.readyz().filter(|(_, b)| b.contains("lease"))
+    });
+    println!("/readyz {code}: {body}");
+    assert_eq!(code, 503);
+    assert!(body.contains("no-such-namespace"), "{body}");
+    let m = op.scrape().unwrap();
+    assert!(m.value("mizzen_watch_errors_total", &[("watch", "lease")]) >= Some(1.0));
+    assert_eq!(m.value("mizzen_leader", &[]), Some(0.0));
+    assert!(op.child.try_wait().unwrap().is_none(), "still running");
+    assert!(op.log().contains("no-such-namespace"), "{}", op.log());
+    op.signal("TERM");
+    assert!(op.wait_exit(20).success());
+}

@@ -278,8 +278,10 @@ impl Election {
                 self.health.watch_failed(
                     "lease",
                     &format!(
-                        "cannot take Lease {}/{}: {e}",
-                        self.cfg.namespace, self.cfg.name
+                        "cannot take Lease {}/{}: {}",
+                        self.cfg.namespace,
+                        self.cfg.name,
+                        describe(&e)
                     ),
                 );
                 false
@@ -335,5 +337,13 @@ impl Election {
             Err(e) => tracing::warn!(error = %e, "could not release the lease"),
         }
         self.last_renew = None;
+    }
+}
+
+/// The API server's message for an answer, else the error.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.reason),
+        e => e.to_string(),
     }
 }
