@@ -359,27 +359,14 @@ async fn ready(rev: &IstioRevision, ctx: &Context) -> Condition {
     };
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &rev.spec.namespace);
     match api.get_opt(&name).await {
-        Ok(Some(d)) => match {
-            let s = d.status.clone().unwrap_or_default();
-            ctx.metrics.rollout(
-                "IstioRevision",
-                &rev.name_any(),
-                crate::metrics::Rollout {
-                    version: d
-                        .labels()
-                        .get(mizzen_render::VERSION_LABEL)
-                        .map(|v| format!("v{v}"))
-                        .unwrap_or_default(),
-                    updated: s.updated_replicas.unwrap_or(0),
-                    available: s.available_replicas.unwrap_or(0),
-                    desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                },
-            );
-            rollout_state(&d)
-        } {
-            Ok(()) => Condition::healthy(READY, ""),
-            Err(m) => Condition::new(READY, ConditionStatus::False, "IstiodNotReady", m),
-        },
+        Ok(Some(d)) => {
+            ctx.metrics
+                .rollout("IstioRevision", &rev.name_any(), deployment_progress(&d));
+            match rollout_state(&d) {
+                Ok(()) => Condition::healthy(READY, ""),
+                Err(m) => Condition::new(READY, ConditionStatus::False, "IstiodNotReady", m),
+            }
+        }
         Ok(None) => Condition::new(
             READY,
             ConditionStatus::False,
@@ -392,6 +379,21 @@ async fn ready(rev: &IstioRevision, ctx: &Context) -> Condition {
             "ReadinessCheckFailed",
             e.to_string(),
         ),
+    }
+}
+
+/// Replicas updated, available and wanted of istiod's Deployment (for the rollout metrics).
+fn deployment_progress(d: &Deployment) -> crate::metrics::Rollout {
+    let s = d.status.clone().unwrap_or_default();
+    crate::metrics::Rollout {
+        version: d
+            .labels()
+            .get(mizzen_render::VERSION_LABEL)
+            .map(|v| format!("v{v}"))
+            .unwrap_or_default(),
+        updated: s.updated_replicas.unwrap_or(0),
+        available: s.available_replicas.unwrap_or(0),
+        desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
     }
 }
 
