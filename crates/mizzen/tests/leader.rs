@@ -47,17 +47,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     assert!(!s.leads());
 
     // kill -9 of the leader during a ztunnel rollout.
-    kubectl(
-        cluster,
-        &[
-            "patch",
-            "ztunnel",
-            "default",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"version":"v1.26.4"}}"#,
-        ],
-    );
+    set_version(cluster, "ztunnel/default", "v1.26.4");
     until(30, "the ztunnel rollout to start", || {
         let v = kubectl(
             cluster,

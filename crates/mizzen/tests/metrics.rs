@@ -64,17 +64,7 @@ async fn the_scrape_follows_reconciles_rollouts_and_refusals() {
     assert_eq!(updated(&m, "v1.26.3"), Some(3.0));
 
     // The ztunnel update: sample the scrape while it rolls.
-    kubectl(
-        cluster,
-        &[
-            "patch",
-            "ztunnel",
-            "default",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"version":"v1.26.4"}}"#,
-        ],
-    );
+    set_version(cluster, "ztunnel/default", "v1.26.4");
     let mut seen = Vec::new();
     until(120, "the rollout to reach 3/3 on v1.26.4", || {
         let m = op.scrape()?;
@@ -93,17 +83,7 @@ async fn the_scrape_follows_reconciles_rollouts_and_refusals() {
     assert_eq!(seen.last(), Some(&3.0));
 
     // An InPlace jump of two minors is refused, and counted by reason.
-    kubectl(
-        cluster,
-        &[
-            "patch",
-            "istio",
-            "default",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"version":"v1.28.2"}}"#,
-        ],
-    );
+    set_version(cluster, "istio/default", "v1.28.2");
     let refused = until(30, "the refusal to be counted", || {
         op.scrape()?.value(
             "mizzen_refused_updates_total",

@@ -277,13 +277,33 @@ pub fn kubectl_stdin(cluster: &Cluster, args: &[&str], stdin: Option<&[u8]>) -> 
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The stdout of `mizzen <args>` (this build's binary); panics on failure.
+pub fn mizzen(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_mizzen"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mizzen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `kubectl patch <resource> --type=merge` setting `spec.version`, as the seed does.
+pub fn set_version(cluster: &Cluster, resource: &str, version: &str) {
+    let patch = format!(r#"{{"spec":{{"version":"{version}"}}}}"#);
+    let (kind, name) = resource.split_once('/').expect("kind/name");
+    kubectl(
+        cluster,
+        &["patch", kind, name, "--type=merge", "-p", &patch],
+    );
+}
+
 /// Installs mizzen's CRDs with `mizzen crds | kubectl apply --server-side`.
 pub fn install_crds(cluster: &Cluster) {
-    let crds = Command::new(env!("CARGO_BIN_EXE_mizzen"))
-        .arg("crds")
-        .output()
-        .unwrap()
-        .stdout;
+    let crds = mizzen(&["crds"]);
     kubectl_stdin(cluster, &["apply", "--server-side", "-f", "-"], Some(&crds));
     kubectl(
         cluster,
@@ -340,4 +360,48 @@ pub fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The helm binary: `$MIZZEN_HELM_BIN/helm`, else built (or found cached) by
+/// `tools/helm/build.sh`.
+pub fn helm_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MIZZEN_HELM_BIN") {
+        return PathBuf::from(dir).join("helm");
+    }
+    let out = Command::new("bash")
+        .arg(root().join("tools/helm/build.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tools/helm/build.sh failed");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    PathBuf::from(stdout.lines().last().unwrap().trim()).join("helm")
+}
+
+/// Runs helm against `cluster`; returns stdout, panics with the output on failure.
+pub fn helm(cluster: &Cluster, args: &[&str]) -> String {
+    let out = Command::new(helm_bin())
+        .args(args)
+        .env("KUBECONFIG", cluster.kubeconfig_path())
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("mizzen-helm/cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("mizzen-helm/config"),
+        )
+        .env(
+            "HELM_DATA_HOME",
+            std::env::temp_dir().join("mizzen-helm/data"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
