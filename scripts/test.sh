@@ -17,6 +17,8 @@ export MIZZEN_HELM_BIN
 
 step "OCI image (scripts/image.sh)"
 ./scripts/image.sh
+# The end-to-end tests run the very binary that is inside the image.
+export MIZZEN_E2E_BIN=$PWD/target/image/mizzen
 
 step "cargo fmt"
 cargo fmt --all -- --check

@@ -15,14 +15,21 @@ pub fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// The mizzen binary the end-to-end tests run: the one inside the image when it was built
-/// (`scripts/image.sh` leaves a copy at `target/image/mizzen`), else this build's.
+/// The mizzen binary the end-to-end tests run as the operator: `$MIZZEN_E2E_BIN` when set
+/// (`scripts/test.sh` sets it to the copy of the image's binary that `scripts/image.sh` leaves
+/// at `target/image/mizzen`, built from the same checkout), else this build's.
 pub fn mizzen_bin() -> PathBuf {
-    let image = root().join("target/image/mizzen");
-    if image.is_file() {
-        image
-    } else {
-        PathBuf::from(env!("CARGO_BIN_EXE_mizzen"))
+    match std::env::var_os("MIZZEN_E2E_BIN") {
+        Some(bin) => {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "MIZZEN_E2E_BIN={} is not a file",
+                bin.display()
+            );
+            bin
+        }
+        None => PathBuf::from(env!("CARGO_BIN_EXE_mizzen")),
     }
 }
 
