@@ -8,6 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use mizzen_catalog::Catalog;
 
 mod dev;
+mod generate;
 mod operator;
 
 /// Installs and upgrades Istio in ambient mode (the sailoperator.io/v1 API).
@@ -33,6 +34,12 @@ enum Command {
     /// A local Kubernetes control plane with fake nodes, for demos and development.
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Print the manifests that install mizzen (Namespace, CRDs, RBAC, Deployment, ...).
+    Manifests(generate::ManifestsArgs),
+    /// Write the Helm chart of mizzen into a directory.
+    Chart(generate::OutArgs),
+    /// Write the OLM bundle and file-based catalog of mizzen into a directory.
+    Bundle(generate::OutArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -71,6 +78,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dev(cmd) => dev::run(cmd),
+        Command::Manifests(args) => {
+            let catalog = load_catalog(cli.versions_file.as_deref())?;
+            print!(
+                "{}",
+                generate::manifests(args, cli.versions_file.as_deref(), &catalog)?
+            );
+            Ok(())
+        }
+        Command::Chart(args) => generate::chart(args),
+        Command::Bundle(args) => {
+            generate::bundle(args, &load_catalog(cli.versions_file.as_deref())?)
+        }
         Command::Run(args) => {
             operator::run_operator(args, load_catalog(cli.versions_file.as_deref())?)
         }
