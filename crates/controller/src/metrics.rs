@@ -280,8 +280,47 @@ impl Collector for StateCollector {
             "rollout_pods",
             "Rollout progress of the version being rolled out: nodes (istio-cni, ztunnel) or replicas (istiod), by state",
         );
+        let mut backlog = GaugeFamily::new(
+            "reconcile_backlog",
+            "Resources whose current spec (generation) the operator has not reconciled yet, by kind",
+        );
+        fn unobserved<K: kube::Resource>(
+            objects: &[Arc<K>],
+            observed: impl Fn(&K) -> Option<i64>,
+        ) -> i64 {
+            objects
+                .iter()
+                .filter(|o| observed(o).unwrap_or(0) < o.meta().generation.unwrap_or(0))
+                .count() as i64
+        }
+        let istios = cached(&stores.istios);
+        let revisions_cached = cached(&stores.revisions);
+        let cnis = cached(&stores.cnis);
+        let ztunnels = cached(&stores.ztunnels);
+        for (kind, n) in [
+            (
+                "Istio",
+                unobserved(&istios, |o| o.status.as_ref()?.observed_generation),
+            ),
+            (
+                "IstioRevision",
+                unobserved(&revisions_cached, |o| {
+                    o.status.as_ref()?.observed_generation
+                }),
+            ),
+            (
+                "IstioCNI",
+                unobserved(&cnis, |o| o.status.as_ref()?.observed_generation),
+            ),
+            (
+                "ZTunnel",
+                unobserved(&ztunnels, |o| o.status.as_ref()?.observed_generation),
+            ),
+        ] {
+            backlog.push(vec![("kind", kind.into())], n);
+        }
         let mut per_istio: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for rev in cached(&stores.revisions) {
+        for rev in revisions_cached {
             let name = rev.name_any();
             let status = rev.status.as_ref();
             let conditions = status.map(|s| &s.conditions);
@@ -317,7 +356,7 @@ impl Collector for StateCollector {
         for ((istio, state), n) in per_istio {
             revisions.push(vec![("istio", istio), ("state", state)], n);
         }
-        for istio in cached(&stores.istios) {
+        for istio in istios {
             let status = istio.status.as_ref();
             ready.push(
                 vec![("kind", "Istio".into()), ("name", istio.name_any())],
@@ -332,7 +371,7 @@ impl Collector for StateCollector {
                 1,
             );
         }
-        let dataplane = cached(&stores.cnis)
+        let dataplane = cnis
             .iter()
             .map(|c| {
                 (
@@ -342,7 +381,7 @@ impl Collector for StateCollector {
                     c.status.as_ref().map(|s| s.conditions.clone()),
                 )
             })
-            .chain(cached(&stores.ztunnels).iter().map(|z| {
+            .chain(ztunnels.iter().map(|z| {
                 (
                     "ZTunnel",
                     z.name_any(),
@@ -372,7 +411,7 @@ impl Collector for StateCollector {
                 push_rollout(&mut rollout, kind, &name, p);
             }
         }
-        for family in [revisions, in_use, ready, version, skew, rollout] {
+        for family in [backlog, revisions, in_use, ready, version, skew, rollout] {
             family.encode(&mut encoder)?;
         }
         Ok(())

@@ -81,6 +81,13 @@ async fn the_scrape_follows_reconciles_rollouts_and_refusals() {
         "the rollout was seen before it completed: {seen:?}"
     );
     assert_eq!(seen.last(), Some(&3.0));
+    assert_eq!(
+        op.scrape()
+            .unwrap()
+            .value("mizzen_reconcile_backlog", &[("kind", "ZTunnel")]),
+        Some(0.0),
+        "every spec reconciled"
+    );
 
     // An InPlace jump of two minors is refused, and counted by reason.
     set_version(cluster, "istio/default", "v1.28.2");
