@@ -17,7 +17,15 @@ async fn the_scrape_follows_reconciles_rollouts_and_refusals() {
     assert_eq!(before.value("mizzen_leader", &[]), Some(1.0));
 
     seed(cluster, "install-ambient", &["v1.26.3"]);
-    let m = op.scrape().unwrap();
+    // The revision's state follows ztunnel's health about a second behind.
+    let m = until(30, "the revision to be Healthy", || {
+        op.scrape().filter(|m| {
+            m.value(
+                "mizzen_istio_revisions",
+                &[("istio", "default"), ("state", "Healthy")],
+            ) == Some(1.0)
+        })
+    });
     for controller in ["Istio", "IstioRevision", "IstioCNI", "ZTunnel"] {
         let n = m
             .value(
