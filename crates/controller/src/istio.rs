@@ -405,11 +405,33 @@ fn status(
         !revision_written
             && r.status.as_ref().and_then(|s| s.observed_generation) == r.metadata.generation
     });
-    // Upstream copies the active revision's Reconciled, Ready and DependenciesHealthy.
-    let copy = if reconciled.is_ok() {
-        &[RECONCILED, READY, DEPENDENCIES_HEALTHY][..]
-    } else {
-        &[READY, DEPENDENCIES_HEALTHY][..]
+    // Upstream copies the active revision's Reconciled, Ready and DependenciesHealthy. A spec
+    // that was not applied is not Ready, whatever the old revision says, so that `kubectl
+    // wait --for=condition=Ready` does not return on a change that was not made.
+    let copy = match reconciled {
+        Ok(_) => &[RECONCILED, READY, DEPENDENCIES_HEALTHY][..],
+        Err(r) => {
+            let running = active_rev.map_or_else(
+                || "nothing".to_owned(),
+                |rev| {
+                    format!(
+                        "IstioRevision {} keeps running {}",
+                        rev.name_any(),
+                        rev.spec.version
+                    )
+                },
+            );
+            set(Condition::new(
+                READY,
+                ConditionStatus::False,
+                "SpecNotApplied",
+                format!(
+                    "{running}: this spec was not applied ({}, see the Reconciled condition)",
+                    r.reason
+                ),
+            ));
+            &[DEPENDENCIES_HEALTHY][..]
+        }
     };
     for &t in copy {
         let copied = match (active_rev, current) {
@@ -712,6 +734,20 @@ mod tests {
         );
         assert_eq!(refused.state.as_deref(), Some("UpdateRefused"));
         assert_eq!(refused.active_revision_name.as_deref(), Some("default"));
+        let ready = refused.conditions.get_condition(READY).unwrap();
+        assert_eq!(
+            (ready.status, ready.reason.as_deref()),
+            (ConditionStatus::False, Some("SpecNotApplied")),
+            "a refused spec is not Ready even though the old revision is"
+        );
+        assert!(
+            ready
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("IstioRevision default keeps running v1.26.3"),
+            "{ready:?}"
+        );
         let unlisted = status(
             &i,
             None,

@@ -134,6 +134,22 @@ async fn inplace_patch_update_rolls_istiod_and_kubectl_wait_waits_for_it() {
     );
     let d = deployments.get(&format!("istiod-{name}")).await.unwrap();
     assert_eq!(image(&d), "docker.io/istio/pilot:1.26.4");
+    // The seed's "patch, then wait for Ready" must not return on a refused change.
+    let waited = cluster
+        .kubectl()
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            &format!("istios/{name}"),
+            "--timeout=5s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !waited.status.success(),
+        "kubectl wait returned on a refused update: {}",
+        String::from_utf8_lossy(&waited.stdout)
+    );
     let events = kubectl(
         cluster,
         &[
@@ -145,6 +161,29 @@ async fn inplace_patch_update_rolls_istiod_and_kubectl_wait_waits_for_it() {
         ],
     );
     assert!(events.contains("UpdateRefused"), "{events}");
+
+    // The same through another minor's alias.
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"version":"v1.28-latest"}}"#,
+        ],
+    );
+    eventually(90, "the alias jump refused", || async {
+        let s = istios.get(name).await.ok()?.status?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (s.state.as_deref() == Some("UpdateRefused")
+            && ready.status == mizzen_api::ConditionStatus::False
+            && ready.reason.as_deref() == Some("SpecNotApplied")
+            && ready.observed_generation == istios.get(name).await.ok()?.metadata.generation)
+            .then_some(())
+    })
+    .await;
 
     // One minor is accepted.
     kubectl(
