@@ -89,23 +89,11 @@ impl Context {
 
     /// Publishes an event on `obj`; failures are logged, never fatal.
     ///
-    /// The recorder folds events with the same reason and action into one series that keeps
-    /// the first note, so a later event with a different note goes unseen; use
-    /// [`Context::event_per_note`] when the note carries the news.
+    /// kube's recorder folds events with the same reason and action into one series that
+    /// keeps the first note, so a later event with a different note would go unseen. The
+    /// action is therefore the reason plus a hash of the note: events with different notes
+    /// are distinct events, and a repeated note counts up one series.
     pub async fn event<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        self.publish(obj, type_, reason, reason.into(), note).await
-    }
-
-    /// Like [`Context::event`], but events with different notes are distinct events (the
-    /// action is the reason plus a hash of the note); a repeated note still counts up one
-    /// series.
-    pub async fn event_per_note<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         type_: EventType,
@@ -168,7 +156,7 @@ impl Context {
                 "spec.values keys that mizzen keeps but does not act on: {}",
                 keys.join(", ")
             );
-            self.event_per_note(obj, EventType::Warning, "UnknownValues", note)
+            self.event(obj, EventType::Warning, "UnknownValues", note)
                 .await;
         }
     }

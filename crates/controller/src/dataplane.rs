@@ -268,7 +268,7 @@ pub async fn announce_rollout<K: Resource<DynamicType = ()>>(
         Some(r) => format!("rolling out {kind} {desired} (was {r}), node by node"),
         None => format!("installing {kind} {desired}"),
     };
-    ctx.event_per_note(obj, EventType::Normal, "RolloutStarted", note)
+    ctx.event(obj, EventType::Normal, "RolloutStarted", note)
         .await;
 }
 
@@ -328,7 +328,7 @@ impl Outcome {
             if matches!(self, Outcome::Refused(..)) {
                 ctx.metrics.refused(&K::kind(&()), reason);
             }
-            ctx.event_per_note(obj, EventType::Warning, reason, message.clone())
+            ctx.event(obj, EventType::Warning, reason, message.clone())
                 .await;
         }
     }

@@ -184,6 +184,22 @@ async fn inplace_patch_update_rolls_istiod_and_kubectl_wait_waits_for_it() {
             .then_some(())
     })
     .await;
+    // A second, different refusal is a new Event, not folded into the first one.
+    eventually(30, "an Event for the second refusal", || async {
+        let events = kubectl(
+            cluster,
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                &format!("reason=UpdateRefused,involvedObject.name={name}"),
+            ],
+        );
+        // One row per distinct Event (a folded series would be one row).
+        (events.lines().skip(1).count() >= 2 && events.contains("v1.28.10")).then_some(())
+    })
+    .await;
 
     // One minor is accepted.
     kubectl(
