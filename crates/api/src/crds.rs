@@ -58,7 +58,7 @@ pub fn crds(v: &VersionEnums) -> Vec<CustomResourceDefinition> {
         push_rule(
             spec,
             rule(
-                "self.values.global.istioNamespace == self.namespace",
+                "!has(self.values) || !has(self.values.global) || !has(self.values.global.istioNamespace) || self.values.global.istioNamespace == self.namespace",
                 "spec.values.global.istioNamespace must match spec.namespace",
             ),
         );

@@ -231,6 +231,7 @@ section! {
         pub env: Option<StringMap>,
         /// Replicas when autoscaling is off.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 0))]
         pub replica_count: Option<i32>,
         /// Render a HorizontalPodAutoscaler.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -574,6 +575,21 @@ section! {
     }
 }
 
+/// Keys of an Istio's or IstioRevision's `values` that are accepted but have no effect under
+/// the other settings, each with the reason (reported with the unknown keys).
+pub fn ineffective_keys(values: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let pilot = &values["pilot"];
+    if !pilot["replicaCount"].is_null() && pilot["autoscaleEnabled"] != Value::Bool(false) {
+        out.push(
+            "pilot.replicaCount (no effect while pilot.autoscaleEnabled is true, the default: \
+             the HorizontalPodAutoscaler sets istiod's replicas; set autoscaleEnabled: false)"
+                .to_owned(),
+        );
+    }
+    out
+}
+
 /// Paths (dotted, e.g. `pilot.replicaCuont`) of keys in `values` that the given schema does not
 /// know, i.e. keys mizzen keeps but does not act on. `schema` is the OpenAPI schema of the
 /// values field as published in the CRD (see [`crate::crds`]). Open sections are not entered.
@@ -618,6 +634,23 @@ fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn replica_count_under_autoscaling_is_reported_as_ineffective() {
+        assert_eq!(
+            ineffective_keys(&json!({"pilot": {"replicaCount": 2}})).len(),
+            1
+        );
+        assert!(
+            ineffective_keys(&json!({"pilot": {"replicaCount": 2, "autoscaleEnabled": true}}))[0]
+                .starts_with("pilot.replicaCount")
+        );
+        assert!(
+            ineffective_keys(&json!({"pilot": {"replicaCount": 2, "autoscaleEnabled": false}}))
+                .is_empty()
+        );
+        assert!(ineffective_keys(&json!({"pilot": {"autoscaleEnabled": true}})).is_empty());
+    }
 
     #[test]
     fn unknown_keys_survive_a_round_trip() {

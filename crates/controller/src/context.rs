@@ -143,6 +143,7 @@ impl Context {
         };
         let mut keys = mizzen_api::values::unknown_keys(&json, schema);
         keys.sort();
+        keys.extend(mizzen_api::values::ineffective_keys(&json));
         let uid = obj.meta().uid.clone().unwrap_or_default();
         {
             let mut seen = self.reported_unknown.lock().expect("not poisoned");

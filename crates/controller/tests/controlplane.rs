@@ -718,7 +718,7 @@ async fn values_keys_mizzen_does_not_act_on_are_reported() {
     let ns = namespace(cluster, "cp-unknown").await;
     let name = "unknown-values";
     let manifest = format!(
-        "{}  values:\n    pilot:\n      replicaCuont: 2\n    meshConfig:\n      anything: true\n",
+        "{}  values:\n    pilot:\n      replicaCuont: 2\n      replicaCount: 2\n    meshConfig:\n      anything: true\n",
         istio_manifest(name, &ns, "v1.26.3", "InPlace", 30)
     );
     apply(cluster, &manifest);
@@ -752,6 +752,10 @@ async fn values_keys_mizzen_does_not_act_on_are_reported() {
     })
     .await;
     assert!(note.contains("pilot.replicaCuont"), "{note}");
+    assert!(
+        note.contains("pilot.replicaCount (no effect while pilot.autoscaleEnabled"),
+        "a value without effect is reported too: {note}"
+    );
     assert!(
         !note.contains("meshConfig"),
         "meshConfig is passed through, so acted upon: {note}"

@@ -238,6 +238,31 @@ async fn revision_name_must_match_values_revision() {
 }
 
 #[tokio::test]
+async fn values_without_global_are_checked_without_error_and_replicas_are_not_negative() {
+    let c = cluster().await;
+    let name = unique("rev");
+    // No values.global: the namespace rule holds trivially (it used to fail with "no such
+    // key: global").
+    let without_global = format!(
+        "apiVersion: sailoperator.io/v1\nkind: IstioRevision\nmetadata: {{name: {name}}}\nspec: {{version: v1.26.3, namespace: istio-system, values: {{revision: {name}}}}}\n"
+    );
+    ok(kubectl(
+        c,
+        &["create", "--dry-run=server", "-f", "-"],
+        without_global.as_bytes(),
+    ));
+    let negative = format!(
+        "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {{name: {name}}}\nspec: {{version: v1.26.3, namespace: istio-system, values: {{pilot: {{replicaCount: -1}}}}}}\n"
+    );
+    let err = refused(kubectl(
+        c,
+        &["create", "--dry-run=server", "-f", "-"],
+        negative.as_bytes(),
+    ));
+    assert!(err.contains("replicaCount"), "{err}");
+}
+
+#[tokio::test]
 async fn namespace_is_immutable_and_must_match_istio_namespace() {
     let c = cluster().await;
     let name = unique("immutable");
