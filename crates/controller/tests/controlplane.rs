@@ -683,6 +683,46 @@ async fn bad_input_gives_conditions_and_recovers() {
     })
     .await;
     kubectl(cluster, &["delete", "istio", name]);
+
+    // An invalid image reference (a hub with a space) is refused naming the field; istiod
+    // keeps its image.
+    let ns = namespace(cluster, "cp-image").await;
+    let name = "bad-image";
+    apply(
+        cluster,
+        &istio_manifest(name, &ns, "v1.26.3", "InPlace", 30),
+    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
+    kubectl(
+        cluster,
+        &[
+            "patch",
+            "istio",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"values":{"global":{"hub":"quay.io/my hub"}}}}"#,
+        ],
+    );
+    let msg = eventually(90, "InvalidValues on the revision", || async {
+        let msg = kubectl(
+            cluster,
+            &[
+                "get",
+                "istiorevision",
+                name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.reason==\"InvalidValues\")].message}",
+            ],
+        );
+        (!msg.is_empty()).then_some(msg)
+    })
+    .await;
+    assert!(msg.contains("`global.hub`"), "{msg}");
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client(), &ns);
+    let d = deployments.get(&format!("istiod-{name}")).await.unwrap();
+    assert_eq!(image(&d), "docker.io/istio/pilot:1.26.3");
+    kubectl(cluster, &["delete", "istio", name]);
 }
 
 #[tokio::test]

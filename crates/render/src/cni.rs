@@ -297,14 +297,14 @@ impl<'a> Cni<'a> {
                     match_expressions: None,
                 },
                 update_strategy: Some(strategy),
-                template: self.pod_template(),
+                template: self.pod_template()?,
                 ..DaemonSetSpec::default()
             }),
             status: None,
         })
     }
 
-    fn pod_template(&self) -> PodTemplateSpec {
+    fn pod_template(&self) -> Result<PodTemplateSpec, RenderError> {
         let pod_labels = labels([
             ("k8s-app", DAEMONSET),
             (INJECT_LABEL, "false"),
@@ -322,7 +322,7 @@ impl<'a> Cni<'a> {
             ),
         ]);
         let host_network = self.ambient.share_host_network_namespace.unwrap_or(false);
-        PodTemplateSpec {
+        Ok(PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(with_user(pod_labels, self.config.pod_labels.as_ref())),
                 annotations: Some(with_user(annotations, self.config.pod_annotations.as_ref())),
@@ -341,14 +341,14 @@ impl<'a> Cni<'a> {
                         .termination_grace_period_seconds
                         .unwrap_or(CNI_GRACE_SECONDS),
                 ),
-                containers: vec![self.container(host_network)],
+                containers: vec![self.container(host_network)?],
                 volumes: Some(self.volumes()),
                 ..PodSpec::default()
             }),
-        }
+        })
     }
 
-    fn container(&self, host_network: bool) -> Container {
+    fn container(&self, host_network: bool) -> Result<Container, RenderError> {
         let config = &self.config;
         let image = image::resolve(
             &self.input.images.cni,
@@ -359,7 +359,9 @@ impl<'a> Cni<'a> {
                 variant: config.variant.as_deref(),
             },
             Some(&self.global),
-        );
+       
+            "cni",
+        )?;
         let level = [config.logging.as_ref(), self.global.logging.as_ref()]
             .into_iter()
             .flatten()
@@ -382,7 +384,7 @@ impl<'a> Cni<'a> {
             .field("POD_NAME", "metadata.name")
             .field("POD_NAMESPACE", "metadata.namespace")
             .values(config.env.as_ref());
-        Container {
+        Ok(Container {
             name: "install-cni".into(),
             image: Some(image),
             image_pull_policy: image::pull_policy(
@@ -427,7 +429,7 @@ impl<'a> Cni<'a> {
             }),
             volume_mounts: Some(self.volume_mounts()),
             ..Container::default()
-        }
+        })
     }
 
     fn dir(&self, value: &Option<String>, default: &str) -> String {

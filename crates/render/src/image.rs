@@ -3,6 +3,8 @@
 use mizzen_api::values::GlobalValues;
 use mizzen_catalog::ImageRef;
 
+use crate::RenderError;
+
 /// The image values of one component (`pilot.*`, `cni.*`, `ztunnel.*`).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct ImageValues<'a> {
@@ -25,18 +27,157 @@ pub(crate) fn resolve(
     catalog: &ImageRef,
     component: ImageValues<'_>,
     global: Option<&GlobalValues>,
-) -> String {
-    let pick = |own: Option<&str>, global: Option<&String>| -> Option<String> {
-        non_empty(own)
-            .map(str::to_owned)
-            .or_else(|| global.filter(|g| !g.is_empty()).cloned())
+    section: &str,
+) -> Result<String, RenderError> {
+    // Each value that takes part, with the field it comes from, so a bad one is named.
+    let pick = |own: Option<&str>,
+                global_value: Option<&String>,
+                field: &str|
+     -> Result<Option<String>, RenderError> {
+        let (value, path) = match non_empty(own) {
+            Some(v) => (Some(v.to_owned()), format!("{section}.{field}")),
+            None => (
+                global_value.filter(|g| !g.is_empty()).cloned(),
+                format!("global.{field}"),
+            ),
+        };
+        if let Some(v) = &value {
+            check_part(field, v).map_err(|m| RenderError::value(path, m))?;
+        }
+        Ok(value)
     };
-    let hub = pick(component.hub, global.and_then(|g| g.hub.as_ref()));
-    let tag = pick(component.tag, global.and_then(|g| g.tag.as_ref()));
-    let variant = pick(component.variant, global.and_then(|g| g.variant.as_ref()));
-    catalog
+    let hub = pick(component.hub, global.and_then(|g| g.hub.as_ref()), "hub")?;
+    let tag = pick(component.tag, global.and_then(|g| g.tag.as_ref()), "tag")?;
+    let variant = pick(
+        component.variant,
+        global.and_then(|g| g.variant.as_ref()),
+        "variant",
+    )?;
+    if let Some(image) = non_empty(component.image) {
+        let check = if image.contains('/') {
+            check_reference(image)
+        } else {
+            check_part("image", image)
+        };
+        check.map_err(|m| RenderError::value(format!("{section}.image"), m))?;
+    }
+    let reference = catalog
         .with_overrides(hub.as_deref(), component.image, tag.as_deref())
-        .render(variant.as_deref())
+        .render(variant.as_deref());
+    check_reference(&reference).map_err(|m| {
+        RenderError::value(
+            format!("{section}.image"),
+            format!("the image reference {reference:?} it gives is invalid: {m}"),
+        )
+    })?;
+    Ok(reference)
+}
+
+/// Checks one part of an image reference (`hub`, `image` name, `tag`, `variant`).
+fn check_part(field: &str, value: &str) -> Result<(), String> {
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{value:?} contains {c:?}; image references have no spaces"));
+    }
+    match field {
+        "tag" | "variant" => check_tag(value),
+        "image" if value.contains(':') || value.contains('@') => Err(format!(
+            "{value:?} is an image name: give the tag in the tag value, or a full reference \
+             (with a registry/repository) in image"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_tag(tag: &str) -> Result<(), String> {
+    let mut chars = tag.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !first_ok
+        || tag.len() > 128
+        || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(format!(
+            "{tag:?} is not a valid tag (letters, digits, '_', '.', '-'; at most 128; not \
+             starting with '.' or '-')"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a full image reference: `[host[:port]/]path[:tag][@algorithm:hex]`, path components
+/// in lower case, at most one tag, as the container runtimes parse it (anything else stalls a
+/// rollout with InvalidImageName).
+pub(crate) fn check_reference(reference: &str) -> Result<(), String> {
+    if reference.is_empty() {
+        return Err("empty image reference".into());
+    }
+    if let Some(c) = reference
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("contains {c:?}"));
+    }
+    let (rest, digest) = match reference.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (reference, None),
+    };
+    if let Some(d) = digest {
+        let ok = d.split_once(':').is_some_and(|(alg, hex)| {
+            !alg.is_empty()
+                && alg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
+                && hex.len() >= 32
+                && hex.chars().all(|c| c.is_ascii_hexdigit())
+        });
+        if !ok {
+            return Err(format!("{d:?} is not a digest (algorithm:hex)"));
+        }
+    }
+    let last = rest.rsplit('/').next().unwrap_or(rest);
+    let (name_end, tag) = match last.matches(':').count() {
+        0 => (rest.len(), None),
+        1 => {
+            let (_, t) = last.split_once(':').expect("one colon");
+            (rest.len() - t.len() - 1, Some(t))
+        }
+        _ => return Err(format!("{last:?} has more than one tag")),
+    };
+    if let Some(t) = tag {
+        check_tag(t)?;
+    }
+    let name = &rest[..name_end];
+    let mut components: Vec<&str> = name.split('/').collect();
+    let first = components[0];
+    let has_host = components.len() > 1
+        && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_host {
+        let (host, port) = first.split_once(':').unwrap_or((first, ""));
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !host_ok || (!port.is_empty() && !port.chars().all(|c| c.is_ascii_digit())) {
+            return Err(format!("{first:?} is not a registry host[:port]"));
+        }
+        components.remove(0);
+    }
+    for c in components {
+        let ok = !c.is_empty()
+            && c.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            && c.ends_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            && c
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch));
+        if !ok {
+            return Err(format!(
+                "repository path component {c:?} must be lower-case letters, digits and \
+                 separators"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The pull policy: the component's, else `global.imagePullPolicy`; empty counts as unset.
@@ -54,7 +195,7 @@ fn non_empty(value: Option<&str>) -> Option<&str> {
 mod tests {
     use super::*;
 
-    const DIGEST: &str = "registry.redhat.io/openshift-service-mesh/istio-pilot-rhel9@sha256:0abc";
+    const DIGEST: &str = "registry.redhat.io/openshift-service-mesh/istio-pilot-rhel9@sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
     fn pilot() -> ImageRef {
         ImageRef::from_value("pilot", "docker.io/istio", "1.27.3")
@@ -73,11 +214,11 @@ mod tests {
     fn catalog_image_with_global_variant() {
         let g = global("", "", "distroless");
         assert_eq!(
-            resolve(&pilot(), ImageValues::default(), Some(&g)),
+            resolve(&pilot(), ImageValues::default(), Some(&g), "pilot").unwrap(),
             "docker.io/istio/pilot:1.27.3-distroless"
         );
         assert_eq!(
-            resolve(&pilot(), ImageValues::default(), None),
+            resolve(&pilot(), ImageValues::default(), None, "pilot").unwrap(),
             "docker.io/istio/pilot:1.27.3"
         );
     }
@@ -92,7 +233,7 @@ mod tests {
             image: Some("pilot-fips"),
         };
         assert_eq!(
-            resolve(&pilot(), own, Some(&g)),
+            resolve(&pilot(), own, Some(&g), "pilot").unwrap(),
             "quay.io/own/pilot-fips:2.0.0-debug"
         );
         assert_eq!(
@@ -102,8 +243,10 @@ mod tests {
                     hub: Some(""),
                     ..ImageValues::default()
                 },
-                Some(&g)
-            ),
+                Some(&g),
+                "pilot"
+            )
+            .unwrap(),
             "quay.io/g/pilot:1.0.0-distroless"
         );
     }
@@ -115,9 +258,70 @@ mod tests {
             image: Some(DIGEST),
             ..ImageValues::default()
         };
-        assert_eq!(resolve(&pilot(), own, Some(&g)), DIGEST);
+        assert_eq!(resolve(&pilot(), own, Some(&g), "pilot").unwrap(), DIGEST);
         let catalog = ImageRef::Full(DIGEST.into());
-        assert_eq!(resolve(&catalog, ImageValues::default(), Some(&g)), DIGEST);
+        assert_eq!(
+            resolve(&catalog, ImageValues::default(), Some(&g), "pilot").unwrap(),
+            DIGEST
+        );
+    }
+
+    #[test]
+    fn invalid_references_are_refused_naming_the_field() {
+        let err = |own: ImageValues<'_>, g: Option<&GlobalValues>| {
+            resolve(&pilot(), own, g, "pilot").unwrap_err().to_string()
+        };
+        let spaced = global("quay.io/my hub", "", "");
+        assert!(err(ImageValues::default(), Some(&spaced)).contains("`global.hub`"));
+        let e = err(
+            ImageValues {
+                image: Some(" pilot"),
+                ..ImageValues::default()
+            },
+            None,
+        );
+        assert!(e.contains("`pilot.image`") && e.contains("' '"), "{e}");
+        let e = err(
+            ImageValues {
+                image: Some("pilot:1.2"),
+                ..ImageValues::default()
+            },
+            None,
+        );
+        assert!(e.contains("`pilot.image`"), "two tags: {e}");
+        let e = err(
+            ImageValues {
+                tag: Some("1.2:3"),
+                ..ImageValues::default()
+            },
+            None,
+        );
+        assert!(e.contains("`pilot.tag`"), "{e}");
+        let e = err(
+            ImageValues {
+                image: Some("quay.io/X/Pilot:1"),
+                ..ImageValues::default()
+            },
+            None,
+        );
+        assert!(e.contains("lower-case"), "{e}");
+    }
+
+    #[test]
+    fn valid_references_pass() {
+        for r in [
+            "docker.io/istio/pilot:1.26.3",
+            "localhost:5000/pilot",
+            "pilot",
+            "quay.io/a_b/c-d.e:1.0-distroless",
+            DIGEST,
+            "quay.io/x/y:1@sha256:0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(check_reference(r), Ok(()), "{r}");
+        }
+        for r in ["", "a b", "quay.io/x/y:1:2", "Quay.io:x/y", "x/y@sha256:12"] {
+            assert!(check_reference(r).is_err(), "{r}");
+        }
     }
 
     #[test]

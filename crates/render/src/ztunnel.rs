@@ -279,7 +279,9 @@ impl<'a> ZTunnel<'a> {
                 variant: config.variant.as_deref(),
             },
             Some(&self.global),
-        );
+       
+            "ztunnel",
+        )?;
         let mut mounts = vec![
             pod::mount("istiod-ca-cert", "/var/run/secrets/istio", false),
             pod::mount("istio-token", "/var/run/secrets/tokens", false),

@@ -276,7 +276,7 @@ fn every_value_reaches_the_objects() {
     let objects = render(
         "v1.27.3",
         Platform::Kubernetes,
-        Some(json!({"cni": {"rollingMaxUnavailable": "20%", "image": "quay.io/x/cni@sha256:1"}})),
+        Some(json!({"cni": {"rollingMaxUnavailable": "20%", "image": "quay.io/x/cni@sha256:1111111111111111111111111111111111111111111111111111111111111111"}})),
     );
     let ds = find(&objects, "DaemonSet", "istio-cni-node");
     assert_eq!(
@@ -284,7 +284,7 @@ fn every_value_reaches_the_objects() {
             .unwrap(),
         "20%"
     );
-    assert_eq!(container(ds)["image"], "quay.io/x/cni@sha256:1");
+    assert_eq!(container(ds)["image"], "quay.io/x/cni@sha256:1111111111111111111111111111111111111111111111111111111111111111");
 }
 
 #[test]

@@ -467,7 +467,7 @@ fn images() {
         )),
         "quay.io/p/pilot-fips:x-debug"
     );
-    let digest = "registry.redhat.io/openshift-service-mesh/istio-pilot-rhel9@sha256:abc";
+    let digest = "registry.redhat.io/openshift-service-mesh/istio-pilot-rhel9@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     assert_eq!(
         image(Some(
             json!({"pilot": {"image": digest}, "global": {"hub": "quay.io/g"}})
@@ -478,7 +478,7 @@ fn images() {
     let mut input = revision("v1.27.3", "default", Platform::Kubernetes, None);
     input.images.istiod = ImageRef::Full(digest.into());
     input.images.proxy =
-        ImageRef::Full("registry.redhat.io/x/istio-proxyv2-rhel9@sha256:def".into());
+        ImageRef::Full("registry.redhat.io/x/istio-proxyv2-rhel9@sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd".into());
     let objects = render_revision(&input).unwrap();
     assert_eq!(container(deployment(&objects, "istiod"))["image"], digest);
     let values = find(&objects, "ConfigMap", "istio-sidecar-injector")
@@ -490,7 +490,7 @@ fn images() {
     let values: Value = serde_json::from_str(&values).unwrap();
     assert_eq!(
         values["global"]["proxy"]["image"],
-        "registry.redhat.io/x/istio-proxyv2-rhel9@sha256:def"
+        "registry.redhat.io/x/istio-proxyv2-rhel9@sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
     );
 }
 

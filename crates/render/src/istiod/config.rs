@@ -156,6 +156,22 @@ impl Revision<'_> {
                 set(&mut global, path, value.into());
             }
         };
+        // The proxy image of sidecars and gateways, as istiod will compose it.
+        let proxy_image = self
+            .global
+            .proxy
+            .as_ref()
+            .and_then(|p| p.get("image"))
+            .and_then(Value::as_str);
+        crate::image::resolve(
+            &self.input.images.proxy,
+            crate::image::ImageValues {
+                image: proxy_image,
+                ..Default::default()
+            },
+            Some(&self.global),
+            "global.proxy",
+        )?;
         match &self.input.images.proxy {
             ImageRef::Parts { hub, name, tag } => {
                 fill(&["hub"], hub);

@@ -127,7 +127,9 @@ impl Revision<'_> {
                 variant: pilot.variant.as_deref(),
             },
             Some(&self.global),
-        );
+       
+            "pilot",
+        )?;
         let mut mounts = vec![
             pod::mount("local-certs", "/var/run/secrets/istio-dns", false),
             pod::mount("istio-token", "/var/run/secrets/tokens", true),
