@@ -28,6 +28,15 @@ pub enum ApplyError {
     /// A rendered object lacks apiVersion, kind or name.
     #[error("rendered object is incomplete: {0}")]
     Incomplete(String),
+    /// The API server rejected an object as invalid (400, 413, 422): the input's fault, not
+    /// worth retrying until the desired objects change.
+    #[error("rejected by the API server: {message}")]
+    Rejected {
+        /// Which object.
+        key: String,
+        /// The API server's message (it names the field).
+        message: String,
+    },
     /// The API server refused or failed a request.
     #[error("{action} {key}: {source}")]
     Api {
@@ -74,10 +83,20 @@ pub struct ApplyReport {
     pub pruned: Vec<String>,
 }
 
+/// A desired set the API server rejected: its hash, the object and the message.
+struct Rejection {
+    set: String,
+    key: String,
+    message: String,
+}
+
 /// Applies rendered objects; caches API discovery per kind.
 pub struct Applier {
     client: Client,
     resources: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+    /// Per owner UID: the hash of a desired set the API server rejected, and the rejection.
+    /// The same set is not sent again (it would be rejected again); a changed one is.
+    rejected: Mutex<HashMap<String, Rejection>>,
 }
 
 impl Applier {
@@ -86,6 +105,7 @@ impl Applier {
         Self {
             client,
             resources: Mutex::new(HashMap::new()),
+            rejected: Mutex::new(HashMap::new()),
         }
     }
 
@@ -98,8 +118,35 @@ impl Applier {
         desired: Vec<Value>,
         prunable: &[GroupVersionKind],
     ) -> Result<ApplyReport, ApplyError> {
-        self.apply_inner(Some((owner, inventory)), desired, prunable)
-            .await
+        let set = content_hash(&Value::Array(desired.clone()));
+        if let Some(r) = self.rejected.lock().expect("not poisoned").get(&owner.uid)
+            && r.set == set
+        {
+            return Err(ApplyError::Rejected {
+                key: r.key.clone(),
+                message: r.message.clone(),
+            });
+        }
+        let result = self
+            .apply_inner(Some((owner, inventory)), desired, prunable)
+            .await;
+        let mut rejected = self.rejected.lock().expect("not poisoned");
+        match &result {
+            Err(ApplyError::Rejected { key, message }) => {
+                rejected.insert(
+                    owner.uid.clone(),
+                    Rejection {
+                        set,
+                        key: key.clone(),
+                        message: message.clone(),
+                    },
+                );
+            }
+            _ => {
+                rejected.remove(&owner.uid);
+            }
+        }
+        result
     }
 
     /// Applies objects that nothing owns and nothing prunes (Istio's CRDs, which must outlive
@@ -145,10 +192,16 @@ impl Applier {
                 &Patch::Apply(&obj),
             )
             .await
-            .map_err(|source| ApplyError::Api {
-                action: "apply",
-                key: key.clone(),
-                source,
+            .map_err(|source| match source {
+                kube::Error::Api(s) if matches!(s.code, 400 | 413 | 422) => ApplyError::Rejected {
+                    key: key.clone(),
+                    message: s.message,
+                },
+                source => ApplyError::Api {
+                    action: "apply",
+                    key: key.clone(),
+                    source,
+                },
             })?;
             report.written.push(key);
         }

@@ -287,7 +287,10 @@ pub enum Outcome {
 
 impl<E: Into<Error>> From<E> for Outcome {
     fn from(e: E) -> Self {
-        Outcome::Failed(e.into())
+        match e.into() {
+            e if e.is_permanent() => Outcome::Refused("InvalidValues", e.to_string()),
+            e => Outcome::Failed(e),
+        }
     }
 }
 

@@ -37,6 +37,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether retrying cannot help until the input changes: the API server rejected what
+    /// was rendered (a value the schema of a child does not accept).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::Apply(apply::ApplyError::Rejected { .. }))
+    }
+
     /// A short, stable reason for metrics: the API server's reason (`Conflict`, `Forbidden`,
     /// `Invalid`, ...) where it answered, else the kind of failure.
     pub fn metric_label(&self) -> String {
@@ -44,6 +50,7 @@ impl Error {
             Error::Kube(e) => e,
             Error::Apply(apply::ApplyError::Api { source, .. }) => source,
             Error::Apply(apply::ApplyError::Incomplete(_)) => return "IncompleteRender".into(),
+            Error::Apply(apply::ApplyError::Rejected { .. }) => return "Rejected".into(),
             Error::Render(_) => return "InvalidValues".into(),
         };
         match kube {

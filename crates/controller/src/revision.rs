@@ -126,6 +126,15 @@ pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Act
     match &applied {
         Ok(()) => set(Condition::healthy(RECONCILED, "")),
         Err(Failure::Invalid(reason, message)) => {
+            let previous = rev
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.get_condition(RECONCILED))
+                .and_then(|c| c.message.as_deref());
+            if previous != Some(message.as_str()) {
+                ctx.event(rev.as_ref(), EventType::Warning, reason, message.clone())
+                    .await;
+            }
             set(Condition::new(
                 RECONCILED,
                 ConditionStatus::False,
@@ -217,7 +226,10 @@ pub(crate) enum Failure {
 
 impl<E: Into<Error>> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure::Transient(e.into())
+        match e.into() {
+            e if e.is_permanent() => Failure::Invalid("InvalidValues", e.to_string()),
+            e => Failure::Transient(e),
+        }
     }
 }
 
