@@ -244,6 +244,17 @@ async fn set_finalizer(rev: &IstioRevision, ctx: &Context, keep: bool) -> Result
     Ok(())
 }
 
+/// Whether the IstioRevision CRD is gone or being deleted.
+async fn crd_deleted(ctx: &Context) -> Result<bool, Error> {
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(ctx.client.clone());
+    Ok(crds
+        .get_opt("istiorevisions.sailoperator.io")
+        .await?
+        .is_none_or(|c| c.metadata.deletion_timestamp.is_some()))
+}
+
 /// Adds the in-use finalizer to a revision that lacks it.
 async fn protect(rev: &IstioRevision, ctx: &Context) -> Result<(), Error> {
     if rev.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
@@ -257,6 +268,17 @@ async fn protect(rev: &IstioRevision, ctx: &Context) -> Result<(), Error> {
 async fn finalize(rev: &IstioRevision, ctx: &Context) -> Result<Action, Error> {
     if !rev.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
         return Ok(Action::await_change());
+    }
+    // Removing the IstioRevision CRD (uninstalling mizzen) deletes every revision: that is
+    // the user's explicit intent, and blocking it would hang the uninstall.
+    if crd_deleted(ctx).await? {
+        tracing::info!(
+            revision = rev.name_any(),
+            "the IstioRevision CRD is being deleted: letting the revision go"
+        );
+        return set_finalizer(rev, ctx, false)
+            .await
+            .map(|()| Action::await_change());
     }
     let users = usage(ctx).await?.users_of(&rev.name_any());
     if users.is_empty() {
@@ -602,10 +624,16 @@ async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
         .iter()
         .map(|p| PodInfo::from(p.as_ref()))
         .collect();
-    let tags = Api::<IstioRevisionTag>::all(ctx.client.clone())
+    // Without the IstioRevisionTag kind (its CRD removed) there are no tags.
+    let tags = match Api::<IstioRevisionTag>::all(ctx.client.clone())
         .list(&ListParams::default())
-        .await?
-        .items
+        .await
+    {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let tags = tags
         .into_iter()
         .filter_map(|t| {
             Some((t.name_any(), t.status?.istio_revision)).filter(|(_, r)| !r.is_empty())

@@ -14,6 +14,7 @@ use futures::{FutureExt, StreamExt};
 use kube::runtime::Controller;
 use kube::runtime::controller::{self, Action, Config as ControllerConfig};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use mizzen_api::IstioRevision;
@@ -128,7 +129,14 @@ impl Wiring {
             }
         };
         let ctx = self.ctx.clone();
+        // kube's default trigger backoff (0.8 s doubling to 30 s) pauses the merged stream of
+        // all of a controller's watches on every error: with its kinds gone (CRDs deleted),
+        // each of the several failing watches pushes it to 30 s, and a controller took
+        // minutes to come back after the CRDs returned. A short cap keeps recovery in seconds
+        // at the cost of a 404 a second per controller while the kinds are missing.
+        let backoff = ResetTimerBackoff::new(WatchBackoff::default(), Duration::from_secs(30));
         let stream = controller
+            .trigger_backoff(backoff)
             .reconcile_all_on(self.leadership_gained())
             .with_config(self.config())
             .graceful_shutdown_on(self.stopped())
@@ -142,6 +150,25 @@ impl Wiring {
                 .await
         }
         .boxed()
+    }
+}
+
+/// The controllers' watch backoff: 250 ms doubling to 1 s, with ±20 % jitter.
+#[derive(Default)]
+struct WatchBackoff(u32);
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let base = Duration::from_millis(250).saturating_mul(1 << self.0.min(2));
+        self.0 = self.0.saturating_add(1);
+        Some(base.mul_f64(0.8 + 0.4 * fastrand::f64()))
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.0 = 0;
     }
 }
 

@@ -450,11 +450,12 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
         waited >= 25,
         "pruned after {waited}s, before the 30 s grace period"
     );
-    let rows = table(cluster, &["get", "istio", name]);
-    assert_eq!(
-        rows[0][..7],
-        [name, "1", "1", "1", &new, "Healthy", "v1.26.4"]
-    );
+    // The Istio's counts follow the revision's removal (its finalizer goes first).
+    eventually(30, "the Istio to count one revision", || async {
+        let rows = table(cluster, &["get", "istio", name]);
+        (rows[0][..7] == [name, "1", "1", "1", &new, "Healthy", "v1.26.4"]).then_some(())
+    })
+    .await;
     let events = kubectl(
         cluster,
         &[

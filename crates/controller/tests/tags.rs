@@ -446,6 +446,9 @@ async fn name_clash_both_ways() {
         "Reconciled",
     )
     .await;
+    // creationTimestamp counts seconds, and within one second the UIDs decide who wins:
+    // make the revision strictly older.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     tag(cluster, "clash-a", "IstioRevision", "clash-a");
     let t = tag_reconciled(
         cluster,
@@ -478,6 +481,7 @@ async fn name_clash_both_ways() {
     // The tag is older: the revision renders nothing, the tag keeps working.
     tag(cluster, "clash-b", "Istio", "clash-a");
     tag_points_at(cluster, "clash-b", "clash-a").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     istio(cluster, "clash-b", ns, "v1.26.3", "InPlace");
     let msg = revision_condition(
         cluster,

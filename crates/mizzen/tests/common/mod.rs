@@ -104,6 +104,11 @@ impl Operator {
             .is_some_and(|m| m.value("mizzen_leader", &[]) == Some(1.0))
     }
 
+    /// Whether the process still runs.
+    pub fn child_alive(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
     /// The log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
