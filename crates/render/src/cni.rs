@@ -359,7 +359,6 @@ impl<'a> Cni<'a> {
                 variant: config.variant.as_deref(),
             },
             Some(&self.global),
-       
             "cni",
         )?;
         let level = [config.logging.as_ref(), self.global.logging.as_ref()]

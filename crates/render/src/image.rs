@@ -76,7 +76,9 @@ pub(crate) fn resolve(
 /// Checks one part of an image reference (`hub`, `image` name, `tag`, `variant`).
 fn check_part(field: &str, value: &str) -> Result<(), String> {
     if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{value:?} contains {c:?}; image references have no spaces"));
+        return Err(format!(
+            "{value:?} contains {c:?}; image references have no spaces"
+        ));
     }
     match field {
         "tag" | "variant" => check_tag(value),
@@ -167,8 +169,7 @@ pub(crate) fn check_reference(reference: &str) -> Result<(), String> {
         let ok = !c.is_empty()
             && c.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
             && c.ends_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-            && c
-                .chars()
+            && c.chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch));
         if !ok {
             return Err(format!(

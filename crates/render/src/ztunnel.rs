@@ -279,7 +279,6 @@ impl<'a> ZTunnel<'a> {
                 variant: config.variant.as_deref(),
             },
             Some(&self.global),
-       
             "ztunnel",
         )?;
         let mut mounts = vec![

@@ -276,7 +276,9 @@ fn every_value_reaches_the_objects() {
     let objects = render(
         "v1.27.3",
         Platform::Kubernetes,
-        Some(json!({"cni": {"rollingMaxUnavailable": "20%", "image": "quay.io/x/cni@sha256:1111111111111111111111111111111111111111111111111111111111111111"}})),
+        Some(
+            json!({"cni": {"rollingMaxUnavailable": "20%", "image": "quay.io/x/cni@sha256:1111111111111111111111111111111111111111111111111111111111111111"}}),
+        ),
     );
     let ds = find(&objects, "DaemonSet", "istio-cni-node");
     assert_eq!(
@@ -284,7 +286,10 @@ fn every_value_reaches_the_objects() {
             .unwrap(),
         "20%"
     );
-    assert_eq!(container(ds)["image"], "quay.io/x/cni@sha256:1111111111111111111111111111111111111111111111111111111111111111");
+    assert_eq!(
+        container(ds)["image"],
+        "quay.io/x/cni@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+    );
 }
 
 #[test]

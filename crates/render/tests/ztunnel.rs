@@ -284,7 +284,10 @@ fn every_value_reaches_the_objects() {
     );
     let ds = find(&objects, "DaemonSet", "zt");
     assert_eq!(env_value(ds, "RUST_LOG"), Some("warn"));
-    assert_eq!(container(ds)["image"], "quay.io/x/zt@sha256:1111111111111111111111111111111111111111111111111111111111111111");
+    assert_eq!(
+        container(ds)["image"],
+        "quay.io/x/zt@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+    );
     assert_eq!(pod_spec(ds)["serviceAccountName"], "zt");
     assert!(has(&objects, "ServiceAccount", "zt"));
 }

@@ -127,7 +127,6 @@ impl Revision<'_> {
                 variant: pilot.variant.as_deref(),
             },
             Some(&self.global),
-       
             "pilot",
         )?;
         let mut mounts = vec![
