@@ -59,31 +59,8 @@ fn committed_chart_matches_the_code() {
     }
 }
 
-/// The helm binary: `$MIZZEN_HELM_BIN/helm`, or the one tools/helm/build.sh builds.
-fn helm() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MIZZEN_HELM_BIN") {
-        return PathBuf::from(dir).join("helm");
-    }
-    let out = Command::new("bash")
-        .arg(repo().join("tools/helm/build.sh"))
-        .output()
-        .expect("run tools/helm/build.sh");
-    assert!(
-        out.status.success(),
-        "tools/helm/build.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let dir = stdout
-        .lines()
-        .last()
-        .expect("build.sh prints the bin dir")
-        .trim();
-    PathBuf::from(dir).join("helm")
-}
-
 fn run_helm(args: &[&str]) -> String {
-    let out = Command::new(helm())
+    let out = Command::new(mizzen_testcluster::helm_bin())
         .args(args)
         .env(
             "HELM_CACHE_HOME",

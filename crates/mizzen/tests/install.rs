@@ -86,31 +86,6 @@ fn manifests_options_reach_the_objects() {
     );
 }
 
-/// The helm binary: `$MIZZEN_HELM_BIN/helm`, or the one tools/helm/build.sh builds.
-fn helm_bin() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MIZZEN_HELM_BIN") {
-        return PathBuf::from(dir).join("helm");
-    }
-    let out = Command::new("bash")
-        .arg(repo().join("tools/helm/build.sh"))
-        .output()
-        .expect("run tools/helm/build.sh");
-    assert!(
-        out.status.success(),
-        "tools/helm/build.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("build.sh prints the bin dir")
-            .trim(),
-    )
-    .join("helm")
-}
-
 fn ok(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
@@ -164,7 +139,7 @@ async fn helm_chart_then_plain_manifests_install_an_available_operator() {
     let kubeconfig = cluster.kubeconfig_path();
     let helm = |args: &[&str]| {
         let home = std::env::temp_dir().join("mizzen-install-test-helm");
-        Command::new(helm_bin())
+        Command::new(mizzen_testcluster::helm_bin())
             .args(args)
             .env("KUBECONFIG", &kubeconfig)
             .env("HELM_CACHE_HOME", home.join("cache"))

@@ -50,6 +50,7 @@ mod net;
 mod process;
 mod shared;
 mod stages;
+mod tools;
 
 pub use binaries::ClusterBinaries;
 pub use cluster::{Cluster, ComponentPid, Options, POD_CIDR, SERVICE_CIDR};
@@ -57,3 +58,4 @@ pub use error::Error;
 pub use net::{SocketInfo, TcpState, is_loopback, listening_sockets, sockets};
 pub use shared::{TEST_NAMESPACE_LABEL, TestNamespace, shared};
 pub use stages::KWOK_STAGES;
+pub use tools::helm_bin;

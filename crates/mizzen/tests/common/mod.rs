@@ -374,25 +374,9 @@ pub fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// The helm binary: `$MIZZEN_HELM_BIN/helm`, else built (or found cached) by
-/// `tools/helm/build.sh`.
-pub fn helm_bin() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MIZZEN_HELM_BIN") {
-        return PathBuf::from(dir).join("helm");
-    }
-    let out = Command::new("bash")
-        .arg(root().join("tools/helm/build.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tools/helm/build.sh failed");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(stdout.lines().last().unwrap().trim()).join("helm")
-}
-
 /// Runs helm against `cluster`; returns stdout, panics with the output on failure.
 pub fn helm(cluster: &Cluster, args: &[&str]) -> String {
-    let out = Command::new(helm_bin())
+    let out = Command::new(mizzen_testcluster::helm_bin())
         .args(args)
         .env("KUBECONFIG", cluster.kubeconfig_path())
         .env(
