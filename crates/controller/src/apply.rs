@@ -336,6 +336,21 @@ fn first_difference(want: &Value, have: &Value, path: &str) -> Option<String> {
             None if v.is_null() => None,
             None => Some(format!("{path}.{k}")),
         }),
+        // Lists of named entries (env, containers, volumes, ports, mounts) are merged by key
+        // by server-side apply: entries another manager added stay theirs. Each of mizzen's
+        // entries must be there, as rendered; foreign ones are left alone (and cause no
+        // write, which could not remove them anyway).
+        (Value::Array(w), Value::Array(h)) if list_key(w).is_some() => {
+            let key = list_key(w).expect("checked");
+            w.iter().find_map(|a| {
+                let k = &a[key];
+                let at = format!("{path}[{key}={k}]");
+                match h.iter().find(|b| &b[key] == k) {
+                    Some(b) => first_difference(a, b, &at),
+                    None => Some(at),
+                }
+            })
+        }
         (Value::Array(w), Value::Array(h)) if w.len() == h.len() => w
             .iter()
             .zip(h)
@@ -346,6 +361,17 @@ fn first_difference(want: &Value, have: &Value, path: &str) -> Option<String> {
         (Value::String(w), Value::String(h)) if same_quantity(w, h) => None,
         _ => Some(path.to_string()),
     }
+}
+
+/// The merge key of a non-empty list whose entries are all objects naming one (`mountPath`
+/// for volume mounts, else `name`).
+fn list_key(items: &[Value]) -> Option<&'static str> {
+    ["mountPath", "name"].into_iter().find(|key| {
+        !items.is_empty()
+            && items
+                .iter()
+                .all(|i| i.get(*key).is_some_and(Value::is_string))
+    })
 }
 
 /// Whether two strings are the same Kubernetes quantity in different spellings (the API server
@@ -416,6 +442,31 @@ mod tests {
             "list length matters"
         );
         assert!(!is_subset(&json!({"spec": {"missing": 1}}), &have));
+    }
+
+    #[test]
+    fn named_entries_are_matched_by_name_and_foreign_ones_tolerated() {
+        let want = json!({"env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]});
+        let foreign = json!({"env": [
+            {"name": "B", "value": "2"}, {"name": "X", "value": "theirs"}, {"name": "A", "value": "1"}
+        ]});
+        assert!(
+            is_subset(&want, &foreign),
+            "another manager's entry and order do not count"
+        );
+        let changed = json!({"env": [{"name": "A", "value": "9"}, {"name": "B", "value": "2"}]});
+        assert_eq!(
+            first_difference(&want, &changed, ""),
+            Some(".env[name=\"A\"].value".into()),
+            "a change to mizzen's own entry does"
+        );
+        let missing = json!({"env": [{"name": "A", "value": "1"}]});
+        assert!(!is_subset(&want, &missing));
+        let mounts = json!([{"name": "v", "mountPath": "/a"}, {"name": "v", "mountPath": "/b"}]);
+        assert!(
+            is_subset(&mounts, &mounts),
+            "mounts are keyed by path, not volume name"
+        );
     }
 
     #[test]

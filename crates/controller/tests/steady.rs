@@ -78,6 +78,42 @@ async fn reconciles_without_changes_send_no_writes() {
     println!("writes during 5 s of no-op reconciles: {idle}");
     assert_eq!(idle, 0, "no-op reconciles must not write");
 
+    // Another manager adds an entry to a list mizzen renders (an env var on istiod): it is
+    // theirs under server-side apply, so mizzen leaves it and sends nothing, however often
+    // it reconciles (README, "Differences from upstream").
+    writes.store(0, Ordering::SeqCst);
+    kubectl(
+        cluster,
+        &[
+            "set",
+            "env",
+            "deployment/istiod",
+            "-n",
+            "istio-system",
+            "FOREIGN=1",
+        ],
+    );
+    kubectl(
+        cluster,
+        &["label", "namespace", "apps", "team=b", "--overwrite"],
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let foreign = writes.load(Ordering::SeqCst);
+    println!("writes after a foreign env var was added: {foreign}");
+    assert_eq!(foreign, 0, "a foreign list entry must not cause writes");
+    let env = kubectl(
+        cluster,
+        &[
+            "get",
+            "deployment/istiod",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env[*].name}",
+        ],
+    );
+    assert!(env.contains("FOREIGN"), "{env}");
+
     // A real change is written (the counter can count).
     kubectl(
         cluster,
