@@ -112,9 +112,8 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
 /// Reconciles one IstioRevision.
 pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Action, Error> {
     if rev.metadata.deletion_timestamp.is_some() {
-        return finalize(&rev, &ctx).await;
+        return Ok(Action::await_change());
     }
-    protect(&rev, &ctx).await?;
     let applied = apply(&rev, &ctx).await;
     let now = now();
     let generation = rev.meta().generation;
@@ -215,110 +214,6 @@ pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Act
     // Dependencies and usage come from other objects' status; a slow resync bounds how long a
     // missed event can leave them stale (a no-op reconcile writes nothing).
     Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
-}
-
-/// The finalizer that keeps a revision (and so its istiod) while something uses it.
-pub const IN_USE_FINALIZER: &str = "mizzen.io/in-use-protection";
-/// The field manager of that finalizer (not `mizzen`, whose applies of the whole revision
-/// would otherwise drop it).
-const PROTECTION_MANAGER: &str = "mizzen-in-use-protection";
-
-/// Applies the finalizer's entry, as its own field manager; `keep` false removes it.
-async fn set_finalizer(rev: &IstioRevision, ctx: &Context, keep: bool) -> Result<(), Error> {
-    // Applying without the entry gives up this manager's ownership of it, which removes it.
-    let mut patch = serde_json::json!({
-        "apiVersion": "sailoperator.io/v1",
-        "kind": "IstioRevision",
-        "metadata": { "name": rev.name_any() },
-    });
-    if keep {
-        patch["metadata"]["finalizers"] = serde_json::json!([IN_USE_FINALIZER]);
-    }
-    Api::<IstioRevision>::all(ctx.client.clone())
-        .patch(
-            &rev.name_any(),
-            &kube::api::PatchParams::apply(PROTECTION_MANAGER).force(),
-            &kube::api::Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(())
-}
-
-/// Whether the IstioRevision CRD is gone or being deleted.
-async fn crd_deleted(ctx: &Context) -> Result<bool, Error> {
-    let crds: Api<
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    > = Api::all(ctx.client.clone());
-    Ok(crds
-        .get_opt("istiorevisions.sailoperator.io")
-        .await?
-        .is_none_or(|c| c.metadata.deletion_timestamp.is_some()))
-}
-
-/// Adds the in-use finalizer to a revision that lacks it.
-async fn protect(rev: &IstioRevision, ctx: &Context) -> Result<(), Error> {
-    if rev.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
-        return Ok(());
-    }
-    set_finalizer(rev, ctx, true).await
-}
-
-/// A revision being deleted: it goes once nothing uses it; until then its istiod keeps
-/// running and the status and a Warning Event name what holds it.
-async fn finalize(rev: &IstioRevision, ctx: &Context) -> Result<Action, Error> {
-    if !rev.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
-        return Ok(Action::await_change());
-    }
-    // Removing the IstioRevision CRD (uninstalling mizzen) deletes every revision: that is
-    // the user's explicit intent, and blocking it would hang the uninstall.
-    if crd_deleted(ctx).await? {
-        tracing::info!(
-            revision = rev.name_any(),
-            "the IstioRevision CRD is being deleted: letting the revision go"
-        );
-        return set_finalizer(rev, ctx, false)
-            .await
-            .map(|()| Action::await_change());
-    }
-    let users = usage(ctx).await?.users_of(&rev.name_any());
-    if users.is_empty() {
-        tracing::info!(
-            revision = rev.name_any(),
-            "unused: letting the deletion proceed"
-        );
-        return set_finalizer(rev, ctx, false)
-            .await
-            .map(|()| Action::await_change());
-    }
-    let message = format!(
-        "deletion waits until nothing uses this revision; in use by {}",
-        users.join(", ")
-    );
-    let mut status = rev.status.clone().unwrap_or_default();
-    let old = status
-        .conditions
-        .get_condition(RECONCILED)
-        .and_then(|c| c.message.clone());
-    if old.as_deref() != Some(message.as_str()) {
-        ctx.event(rev, EventType::Warning, "DeletionBlocked", message.clone())
-            .await;
-    }
-    let mut c = Condition::new(
-        RECONCILED,
-        ConditionStatus::False,
-        "DeletionBlocked",
-        message,
-    );
-    c.observed_generation = rev.meta().generation;
-    status.conditions.set_condition(c, &now());
-    status.in_use_by = users;
-    status.state = Some(derive_state(
-        &status.conditions,
-        &[RECONCILED, READY, DEPENDENCIES_HEALTHY],
-    ));
-    patch_status(&ctx.client, rev, rev.status.as_ref(), &status).await?;
-    // Usage changes (pods, namespaces, tags) bring the revision back here.
-    Ok(Action::await_change())
 }
 
 /// Why applying did not happen.

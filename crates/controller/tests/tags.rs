@@ -361,15 +361,24 @@ async fn tag_is_in_use_by_labelled_namespaces_and_pods_never_by_annotations() {
     assert_eq!(msg, "in use by namespace tag-use-app");
     let rows = table(cluster, &["get", "istiorevtag", "use-prod"]);
     assert_eq!(rows[0][..4], ["use-prod", "Healthy", "True", "tuse"]);
-    let msg = revision_condition(
-        cluster,
-        "tuse",
-        "InUse",
-        ConditionStatus::True,
-        "ReferencedByWorkloads",
+    // The revision is already in use through the tag itself; wait until its message also
+    // names the namespace (its reconcile for the label may come a moment later).
+    let revisions: Api<IstioRevision> = Api::all(cluster.client());
+    eventually(
+        WAIT,
+        "revision tuse in use by namespace tag-use-app",
+        || async {
+            let r = revisions.get_opt("tuse").await.ok()??;
+            let c = condition(&r.status?.conditions, "InUse")?.clone();
+            (c.status == ConditionStatus::True
+                && c.message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("namespace tag-use-app"))
+            .then_some(())
+        },
     )
     .await;
-    assert!(msg.contains("namespace tag-use-app"), "{msg}");
     kubectl(
         cluster,
         &["label", "namespace", "tag-use-app", "istio.io/rev-"],
