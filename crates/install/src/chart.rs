@@ -34,14 +34,7 @@ pub fn files(catalog: &Catalog) -> BTreeMap<String, String> {
 
 /// Writes [`files`] under `dir` (creating directories as needed).
 pub fn write(dir: &std::path::Path, catalog: &Catalog) -> std::io::Result<()> {
-    for (path, content) in files(catalog) {
-        let path = dir.join(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, content)?;
-    }
-    Ok(())
+    crate::write_files(dir, files(catalog))
 }
 
 const GENERATED: &str =

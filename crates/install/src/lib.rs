@@ -52,3 +52,18 @@ pub fn crds(catalog: &Catalog) -> Vec<CustomResourceDefinition> {
 pub fn manifests_yaml(values: &InstallValues, catalog: &Catalog) -> String {
     to_yaml_stream(&objects(values, crds(catalog)))
 }
+
+/// Writes generated files (relative path → content) under `dir`, creating directories.
+fn write_files(
+    dir: &std::path::Path,
+    files: std::collections::BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    for (path, content) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, content)?;
+    }
+    Ok(())
+}

@@ -113,14 +113,7 @@ pub fn write(
     catalog: &Catalog,
     opts: &BundleOptions,
 ) -> std::io::Result<()> {
-    for (path, content) in files(catalog, opts) {
-        let path = dir.join(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, content)?;
-    }
-    Ok(())
+    crate::write_files(dir, files(catalog, opts))
 }
 
 const GENERATED: &str =
