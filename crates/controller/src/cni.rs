@@ -27,7 +27,7 @@ use crate::dataplane::{
     ControlPlane, Outcome, SkewVerdict, daemonset, ready_condition, running_version,
     set_conditions, skew_verdict,
 };
-use crate::wiring::Wiring;
+use crate::wiring::{Wiring, namespace_fingerprints};
 use crate::{Error, owner_of, ztunnel};
 
 /// The name of the only IstioCNI (enforced by the CRD).
@@ -63,7 +63,9 @@ pub fn prunable_kinds(nad_served: bool) -> Vec<GroupVersionKind> {
 /// against, and namespaces (its namespace may appear later).
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     let c = &w.client;
-    let controller = Controller::new(Api::<IstioCNI>::all(c.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<IstioCNI>::all(c.clone()), watcher::Config::default());
+    let store = controller.store();
+    let controller = controller
         .owns(Api::<DaemonSet>::all(c.clone()), w.managed())
         .owns(Api::<ConfigMap>::all(c.clone()), w.managed())
         .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
@@ -82,7 +84,9 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
             singleton,
         )
-        .reconcile_all_on(w.usage_changes());
+        .reconcile_on(w.usage_changes_of(store, |ctx, objects| {
+            namespace_fingerprints(ctx, objects, |o: &IstioCNI| &o.spec.namespace)
+        }));
     let _ = w.ctx.metrics.stores().cnis.set(controller.store());
     w.start("IstioCNI", controller, reconcile)
 }

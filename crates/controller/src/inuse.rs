@@ -175,6 +175,20 @@ impl Usage {
 
     /// Everything that uses `revision`, as short descriptions; empty when unused.
     pub fn users_of(&self, revision: &str) -> Vec<String> {
+        self.users(revision, true)
+    }
+
+    /// The workloads that use `revision`: namespaces and pods, directly, through a tag, or
+    /// through the ztunnel pods bound to it. Not the references alone (a tag pointing at it,
+    /// `enableNamespacesByDefault`), which make it in use but run no traffic through it: this
+    /// is what keeps a revision that is being deleted (README, "Deleting a revision in use").
+    pub fn workload_users_of(&self, revision: &str) -> Vec<String> {
+        self.users(revision, false)
+    }
+
+    /// The users of `revision`; `references` adds the tags pointing at it and
+    /// `enableNamespacesByDefault`.
+    fn users(&self, revision: &str, references: bool) -> Vec<String> {
         let namespaces: BTreeMap<&str, &NamespaceInfo> = self
             .namespaces
             .iter()
@@ -182,7 +196,7 @@ impl Usage {
             .collect();
         let mut users = Vec::new();
         for (tag, target) in &self.tags {
-            if target == revision {
+            if references && target == revision {
                 users.push(format!("IstioRevisionTag {tag}"));
             }
         }
@@ -198,6 +212,7 @@ impl Usage {
             pod.annotations.get(REV).is_some_and(|r| r == revision)
         }));
         if let Some(r) = self.revisions.iter().find(|r| r.name == revision)
+            && references
             && r.name == "default"
             && r.enable_namespaces_by_default
         {
@@ -434,6 +449,32 @@ mod tests {
             bare.tag_users("default", true),
             ["enableNamespacesByDefault"]
         );
+    }
+
+    #[test]
+    fn workload_users_leave_out_references_alone() {
+        let mut u = Usage {
+            namespaces: vec![ns("app", &[("istio.io/rev", "prod")])],
+            tags: vec![("prod".into(), "default".into())],
+            revisions: vec![RevisionInfo {
+                name: "default".into(),
+                enable_namespaces_by_default: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            u.users_of("default"),
+            [
+                "IstioRevisionTag prod",
+                "namespace app",
+                "enableNamespacesByDefault"
+            ]
+        );
+        assert_eq!(u.workload_users_of("default"), ["namespace app"]);
+        u.namespaces.clear();
+        assert_eq!(u.users_of("default").len(), 2);
+        assert!(u.workload_users_of("default").is_empty());
     }
 
     #[test]

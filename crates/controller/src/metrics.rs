@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use mizzen_api::condition_types::{IN_USE, READY, RECONCILED};
-use mizzen_api::{Conditions, Istio, IstioCNI, IstioRevision, ZTunnel};
+use mizzen_api::{Conditions, Istio, IstioCNI, IstioRevision, IstioRevisionTag, ZTunnel};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -58,13 +58,15 @@ pub struct Rollout {
 }
 
 /// The controllers' caches of the resources whose state is reported; each controller hands
-/// over its own when it starts.
+/// over its own when it starts. Some are read by other controllers too.
 #[derive(Default)]
 pub struct Stores {
     /// Istios.
     pub istios: OnceLock<Store<Istio>>,
     /// IstioRevisions.
     pub revisions: OnceLock<Store<IstioRevision>>,
+    /// IstioRevisionTags (read by the revisions' usage fingerprints).
+    pub tags: OnceLock<Store<IstioRevisionTag>>,
     /// IstioCNIs.
     pub cnis: OnceLock<Store<IstioCNI>>,
     /// ZTunnels.

@@ -92,7 +92,8 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
     for resource in ["clusterroles", "roles"] {
         r.add("rbac.authorization.k8s.io", resource, &["bind", "escalate"]);
     }
-    // Istio's CRDs are applied (never pruned, never deleted).
+    // Istio's CRDs are applied (never pruned, never deleted); mizzen's own are read to see
+    // an uninstall.
     r.add(
         "apiextensions.k8s.io",
         "customresourcedefinitions",

@@ -77,6 +77,7 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
         watcher::Config::default(),
     );
     let store = revisions.store();
+    let store_for_usage = store.clone();
     let controller = revisions
         .owns(Api::<Deployment>::all(c.clone()), w.managed())
         .owns(Api::<Service>::all(c.clone()), w.managed())
@@ -104,7 +105,7 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
             all_revisions(store),
         )
-        .reconcile_all_on(w.usage_changes());
+        .reconcile_on(w.usage_changes_of(store_for_usage, usage_fingerprints));
     let _ = w.ctx.metrics.stores().revisions.set(controller.store());
     w.start("IstioRevision", controller, reconcile)
 }
@@ -112,8 +113,9 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
 /// Reconciles one IstioRevision.
 pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Action, Error> {
     if rev.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+        return finalize(&rev, &ctx).await;
     }
+    protect(&rev, &ctx).await?;
     let applied = apply(&rev, &ctx).await;
     let now = now();
     let generation = rev.meta().generation;
@@ -214,6 +216,110 @@ pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Act
     // Dependencies and usage come from other objects' status; a slow resync bounds how long a
     // missed event can leave them stale (a no-op reconcile writes nothing).
     Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
+}
+
+/// The finalizer that keeps a revision (and so its istiod) while something uses it.
+pub const IN_USE_FINALIZER: &str = "mizzen.io/in-use-protection";
+/// The field manager of that finalizer (not `mizzen`, whose applies of the whole revision
+/// would otherwise drop it).
+const PROTECTION_MANAGER: &str = "mizzen-in-use-protection";
+
+/// Applies the finalizer's entry, as its own field manager; `keep` false removes it.
+async fn set_finalizer(rev: &IstioRevision, ctx: &Context, keep: bool) -> Result<(), Error> {
+    // Applying without the entry gives up this manager's ownership of it, which removes it.
+    let mut patch = serde_json::json!({
+        "apiVersion": "sailoperator.io/v1",
+        "kind": "IstioRevision",
+        "metadata": { "name": rev.name_any() },
+    });
+    if keep {
+        patch["metadata"]["finalizers"] = serde_json::json!([IN_USE_FINALIZER]);
+    }
+    Api::<IstioRevision>::all(ctx.client.clone())
+        .patch(
+            &rev.name_any(),
+            &kube::api::PatchParams::apply(PROTECTION_MANAGER).force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether the IstioRevision CRD is gone or being deleted.
+async fn crd_deleted(ctx: &Context) -> Result<bool, Error> {
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(ctx.client.clone());
+    Ok(crds
+        .get_opt("istiorevisions.sailoperator.io")
+        .await?
+        .is_none_or(|c| c.metadata.deletion_timestamp.is_some()))
+}
+
+/// Adds the in-use finalizer to a revision that lacks it.
+async fn protect(rev: &IstioRevision, ctx: &Context) -> Result<(), Error> {
+    if rev.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
+        return Ok(());
+    }
+    set_finalizer(rev, ctx, true).await
+}
+
+/// A revision being deleted: it goes once nothing uses it; until then its istiod keeps
+/// running and the status and a Warning Event name what holds it.
+async fn finalize(rev: &IstioRevision, ctx: &Context) -> Result<Action, Error> {
+    if !rev.finalizers().iter().any(|f| f == IN_USE_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    // Removing the IstioRevision CRD (uninstalling mizzen) deletes every revision: that is
+    // the user's explicit intent, and blocking it would hang the uninstall.
+    if crd_deleted(ctx).await? {
+        tracing::info!(
+            revision = rev.name_any(),
+            "the IstioRevision CRD is being deleted: letting the revision go"
+        );
+        return set_finalizer(rev, ctx, false)
+            .await
+            .map(|()| Action::await_change());
+    }
+    let users = usage(ctx).await?.workload_users_of(&rev.name_any());
+    if users.is_empty() {
+        tracing::info!(
+            revision = rev.name_any(),
+            "unused: letting the deletion proceed"
+        );
+        return set_finalizer(rev, ctx, false)
+            .await
+            .map(|()| Action::await_change());
+    }
+    let message = format!(
+        "deletion waits until nothing uses this revision; in use by {}",
+        users.join(", ")
+    );
+    let mut status = rev.status.clone().unwrap_or_default();
+    let old = status
+        .conditions
+        .get_condition(RECONCILED)
+        .and_then(|c| c.message.clone());
+    if old.as_deref() != Some(message.as_str()) {
+        ctx.event(rev, EventType::Warning, "DeletionBlocked", message.clone())
+            .await;
+    }
+    let mut c = Condition::new(
+        RECONCILED,
+        ConditionStatus::False,
+        "DeletionBlocked",
+        message,
+    );
+    c.observed_generation = rev.meta().generation;
+    status.conditions.set_condition(c, &now());
+    status.in_use_by = users;
+    status.state = Some(derive_state(
+        &status.conditions,
+        &[RECONCILED, READY, DEPENDENCIES_HEALTHY],
+    ));
+    patch_status(&ctx.client, rev, rev.status.as_ref(), &status).await?;
+    // Usage changes (pods, namespaces, tags) bring the revision back here.
+    Ok(Action::await_change())
 }
 
 /// Why applying did not happen.
@@ -505,20 +611,59 @@ where
     }
 }
 
+/// The namespaces and non-terminal pods from the operator's metadata caches.
+pub(crate) fn cached_workloads(ctx: &Context) -> Usage {
+    Usage {
+        namespaces: ctx
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| NamespaceInfo::from(n.as_ref()))
+            .collect(),
+        pods: ctx
+            .pods
+            .state()
+            .iter()
+            .map(|p| PodInfo::from(p.as_ref()))
+            .collect(),
+        ..Usage::default()
+    }
+}
+
+/// [`cached_workloads`] with the given tags and revisions.
+fn usage_with<'a>(
+    ctx: &Context,
+    tags: impl IntoIterator<Item = &'a IstioRevisionTag>,
+    revisions: impl IntoIterator<Item = &'a IstioRevision>,
+) -> Usage {
+    let tags = tags
+        .into_iter()
+        .filter_map(|t| {
+            let target = t.status.as_ref()?.istio_revision.clone();
+            Some((t.name_any(), target)).filter(|(_, r)| !r.is_empty())
+        })
+        .collect();
+    let revisions = revisions
+        .into_iter()
+        .map(|r| RevisionInfo {
+            istio: istio_owner(r),
+            active_since: r
+                .annotations()
+                .get(ACTIVE_SINCE_ANNOTATION)
+                .and_then(|t| t.parse().ok()),
+            enable_namespaces_by_default: enables_namespaces_by_default(r.spec.values.as_ref()),
+            name: r.name_any(),
+        })
+        .collect();
+    Usage {
+        tags,
+        revisions,
+        ..cached_workloads(ctx)
+    }
+}
+
 /// A snapshot of what can use revisions, from the caches and two small lists.
 async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
-    let namespaces = ctx
-        .namespaces
-        .state()
-        .iter()
-        .map(|n| NamespaceInfo::from(n.as_ref()))
-        .collect();
-    let pods = ctx
-        .pods
-        .state()
-        .iter()
-        .map(|p| PodInfo::from(p.as_ref()))
-        .collect();
     // Without the IstioRevisionTag kind (its CRD removed) there are no tags.
     let tags = match Api::<IstioRevisionTag>::all(ctx.client.clone())
         .list(&ListParams::default())
@@ -528,33 +673,38 @@ async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
         Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
         Err(e) => return Err(e),
     };
-    let tags = tags
-        .into_iter()
-        .filter_map(|t| {
-            Some((t.name_any(), t.status?.istio_revision)).filter(|(_, r)| !r.is_empty())
-        })
-        .collect();
     let revisions = Api::<IstioRevision>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
-        .items
-        .into_iter()
-        .map(|r| RevisionInfo {
-            istio: istio_owner(&r),
-            active_since: r
-                .annotations()
-                .get(ACTIVE_SINCE_ANNOTATION)
-                .and_then(|t| t.parse().ok()),
-            enable_namespaces_by_default: enables_namespaces_by_default(r.spec.values.as_ref()),
-            name: r.name_any(),
+        .items;
+    Ok(usage_with(ctx, &tags, &revisions))
+}
+
+/// What a revision's reconcile reads from namespaces and pods, as a fingerprint per revision
+/// (its users and whether its namespace is ready), from the caches only: a namespace or pod
+/// change reconciles just the revisions whose fingerprint it changes.
+fn usage_fingerprints(ctx: &Context, revisions: &[Arc<IstioRevision>]) -> Vec<u64> {
+    let tags = ctx
+        .metrics
+        .stores()
+        .tags
+        .get()
+        .map(|s| s.state())
+        .unwrap_or_default();
+    let usage = usage_with(
+        ctx,
+        tags.iter().map(AsRef::as_ref),
+        revisions.iter().map(AsRef::as_ref),
+    );
+    revisions
+        .iter()
+        .map(|r| {
+            crate::wiring::fingerprint(&(
+                usage.users_of(&r.name_any()),
+                ctx.namespace_ready(&r.spec.namespace).is_ok(),
+            ))
         })
-        .collect();
-    Ok(Usage {
-        namespaces,
-        pods,
-        tags,
-        revisions,
-    })
+        .collect()
 }
 
 #[cfg(test)]

@@ -30,9 +30,9 @@ use mizzen_api::{
 };
 
 use crate::context::{Context, now, patch_status};
-use crate::inuse::{NamespaceInfo, PodInfo, Usage, enables_namespaces_by_default};
-use crate::revision::{Failure, is_remote, takes_precedence};
-use crate::wiring::Wiring;
+use crate::inuse::enables_namespaces_by_default;
+use crate::revision::{Failure, cached_workloads, is_remote, takes_precedence};
+use crate::wiring::{Wiring, fingerprint};
 use crate::{Error, owner_of};
 
 /// The tag that also renders the default validator and accepts `istio-injection=enabled`.
@@ -78,6 +78,8 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     );
     let store = tags.store();
     let by_istio = store.clone();
+    let for_usage = store.clone();
+    let _ = w.ctx.metrics.stores().tags.set(store.clone());
     let controller = tags
         .owns(
             Api::<MutatingWebhookConfiguration>::all(c.clone()),
@@ -98,7 +100,7 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
             move |rev: IstioRevision| tags_where(&store, |t| affected_by_revision(t, &rev)),
         )
-        .reconcile_all_on(w.usage_changes());
+        .reconcile_on(w.usage_changes_of(for_usage, usage_fingerprints));
     w.start("IstioRevisionTag", controller, reconcile)
 }
 
@@ -223,6 +225,15 @@ pub fn check_target(
     Ok(())
 }
 
+/// What a tag's reconcile reads from namespaces and pods (its users), per tag, from the caches
+/// (its target's namespace and settings come through the revision watch).
+fn usage_fingerprints(ctx: &Context, tags: &[Arc<IstioRevisionTag>]) -> Vec<u64> {
+    let usage = cached_workloads(ctx);
+    tags.iter()
+        .map(|t| fingerprint(&usage.tag_users(&t.name_any(), false)))
+        .collect()
+}
+
 /// Where a tag points after a successful reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -240,21 +251,7 @@ pub async fn reconcile(tag: Arc<IstioRevisionTag>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     let applied = apply(&tag, &ctx).await;
-    let usage = Usage {
-        namespaces: ctx
-            .namespaces
-            .state()
-            .iter()
-            .map(|n| NamespaceInfo::from(n.as_ref()))
-            .collect(),
-        pods: ctx
-            .pods
-            .state()
-            .iter()
-            .map(|p| PodInfo::from(p.as_ref()))
-            .collect(),
-        ..Usage::default()
-    };
+    let usage = cached_workloads(&ctx);
     let by_default = applied
         .as_ref()
         .is_ok_and(|t| t.enables_namespaces_by_default);

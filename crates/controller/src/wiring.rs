@@ -51,16 +51,59 @@ impl Wiring {
         }
     }
 
-    /// Fires when a namespace or pod changed in a way that can affect usage or prerequisites
-    /// (for `Controller::reconcile_all_on`).
-    pub fn usage_changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
-        let rx = self.triggers.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
+    /// Reconcile requests, after namespace or pod changes that can affect usage or
+    /// prerequisites, for just the objects in `store` whose fingerprint changed.
+    /// `fingerprints` gives one per object of the slice, from in-memory caches only (what
+    /// the object's reconcile reads from namespaces and pods). Changes arriving together
+    /// are evaluated once. Every object is requested the first time.
+    pub fn usage_changes_of<K, F>(
+        &self,
+        store: Store<K>,
+        fingerprints: F,
+    ) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+        F: Fn(&Context, &[Arc<K>]) -> Vec<u64> + Send + 'static,
+    {
+        let state = (
+            self.triggers.subscribe(),
+            HashMap::<ObjectRef<K>, u64>::new(),
+            store,
+            self.ctx.clone(),
+            fingerprints,
+        );
+        futures::stream::unfold(
+            state,
+            |(mut rx, mut last, store, ctx, fingerprints)| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                    while matches!(
+                        rx.try_recv(),
+                        Ok(()) | Err(broadcast::error::TryRecvError::Lagged(_))
+                    ) {}
+                    let objects = store.state();
+                    let prints = fingerprints(&ctx, &objects);
+                    let mut now = HashMap::with_capacity(objects.len());
+                    let mut changed = Vec::new();
+                    for (obj, print) in objects.iter().zip(prints) {
+                        let r = ObjectRef::from_obj(obj.as_ref());
+                        if last.get(&r) != Some(&print) {
+                            changed.push(r.clone());
+                        }
+                        now.insert(r, print);
+                    }
+                    last = now;
+                    if !changed.is_empty() {
+                        let state = (rx, last, store, ctx, fingerprints);
+                        return Some((futures::stream::iter(changed), state));
+                    }
+                }
+            },
+        )
+        .flatten()
     }
 
     /// Fires each time this process becomes the leader: a standby has skipped every reconcile
@@ -117,6 +160,7 @@ impl Wiring {
                 in_flight.inc();
                 let started = Instant::now();
                 let key = retry_key(obj.as_ref());
+                tracing::debug!(kind = name, name = obj.name_any(), "reconciling");
                 let result = reconcile(obj, ctx.clone()).await;
                 in_flight.dec();
                 let label = result.as_ref().err().map(Error::metric_label);
@@ -307,6 +351,25 @@ impl Health {
 
 /// Per-object retry counts (consecutive failures), reset by a successful reconcile.
 pub(crate) type Retries = Mutex<HashMap<String, u32>>;
+
+/// Usage fingerprints of resources whose reconcile reads only whether their namespace
+/// (`namespace` of each) is ready, for [`Wiring::usage_changes_of`].
+pub fn namespace_fingerprints<K>(
+    ctx: &Context,
+    objects: &[Arc<K>],
+    namespace: impl Fn(&K) -> &str,
+) -> Vec<u64> {
+    objects
+        .iter()
+        .map(|o| fingerprint(&ctx.namespace_ready(namespace(o)).is_ok()))
+        .collect()
+}
+
+/// A hash of `value`, for comparing what a reconcile would read.
+pub(crate) fn fingerprint(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+}
 
 #[cfg(test)]
 mod tests {

@@ -45,7 +45,7 @@ use crate::dataplane::{
 };
 use crate::inuse::{FOLLOWS_ISTIO_ANNOTATION, REV};
 use crate::istio::{Refusal, stable_host};
-use crate::wiring::Wiring;
+use crate::wiring::{Wiring, namespace_fingerprints};
 use crate::{Error, owner_of};
 
 /// The name of the only ZTunnel (enforced by the CRD).
@@ -72,7 +72,9 @@ pub fn prunable_kinds() -> Vec<GroupVersionKind> {
 /// namespaces (its namespace may appear later).
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     let c = &w.client;
-    let controller = Controller::new(Api::<ZTunnel>::all(c.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<ZTunnel>::all(c.clone()), watcher::Config::default());
+    let store = controller.store();
+    let controller = controller
         .owns(Api::<DaemonSet>::all(c.clone()), w.managed())
         .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
         .watches(
@@ -85,7 +87,9 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             watcher::Config::default(),
             singleton,
         )
-        .reconcile_all_on(w.usage_changes());
+        .reconcile_on(w.usage_changes_of(store, |ctx, objects| {
+            namespace_fingerprints(ctx, objects, |o: &ZTunnel| &o.spec.namespace)
+        }));
     let _ = w.ctx.metrics.stores().ztunnels.set(controller.store());
     w.start("ZTunnel", controller, reconcile)
 }

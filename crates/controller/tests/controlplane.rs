@@ -6,6 +6,7 @@ mod common;
 use common::{cluster_with_operator, eventually, kubectl, table, wait_ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use mizzen_api::{Istio, IstioRevision};
 use mizzen_testcluster::Cluster;
@@ -449,7 +450,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
         waited >= 25,
         "pruned after {waited}s, before the 30 s grace period"
     );
-    // The Istio's counts follow the revision's removal a moment later.
+    // The Istio's counts follow the revision's removal (its finalizer goes first).
     eventually(30, "the Istio to count one revision", || async {
         let rows = table(cluster, &["get", "istio", name]);
         (rows[0][..7] == [name, "1", "1", "1", &new, "Healthy", "v1.26.4"]).then_some(())
@@ -801,5 +802,83 @@ async fn values_keys_mizzen_does_not_act_on_are_reported() {
         !note.contains("meshConfig"),
         "meshConfig is passed through, so acted upon: {note}"
     );
+    kubectl(cluster, &["delete", "istio", name]);
+}
+
+#[tokio::test]
+async fn a_revision_in_use_is_kept_until_nothing_uses_it() {
+    let cluster = cluster_with_operator().await;
+    let ns = namespace(cluster, "cp-guard").await;
+    let name = "guarded";
+    apply(
+        cluster,
+        &istio_manifest(name, &ns, "v1.26.3", "RevisionBased", 30),
+    );
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
+    let rev = format!("{name}-v1-26-3");
+    let users = namespace(cluster, "cp-guard-apps").await;
+    kubectl(
+        cluster,
+        &["label", "namespace", &users, &format!("istio.io/rev={rev}")],
+    );
+    let revisions: Api<IstioRevision> = Api::all(cluster.client());
+    eventually(60, "the revision in use", || async {
+        let r = revisions.get(&rev).await.ok()?;
+        (r.finalizers()
+            .iter()
+            .any(|f| f == "mizzen.io/in-use-protection")
+            && r.status?.in_use_by.iter().any(|u| u.contains(&users)))
+        .then_some(())
+    })
+    .await;
+
+    // Deleting it while a namespace uses it: it stays, istiod keeps running, the status and
+    // an Event name the user.
+    kubectl(cluster, &["delete", "istiorevision", &rev, "--wait=false"]);
+    let msg = eventually(60, "DeletionBlocked", || async {
+        let r = revisions.get(&rev).await.ok()?;
+        r.metadata.deletion_timestamp.as_ref()?;
+        let c = r
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Reconciled")?;
+        (c.reason.as_deref() == Some("DeletionBlocked")).then_some(c.message.unwrap_or_default())
+    })
+    .await;
+    assert!(msg.contains(&format!("namespace {users}")), "{msg}");
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client(), &ns);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        deployments
+            .get_opt(&format!("istiod-{rev}"))
+            .await
+            .unwrap()
+            .is_some(),
+        "istiod keeps running while the revision is in use"
+    );
+    let events = kubectl(
+        cluster,
+        &[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            &format!("reason=DeletionBlocked,involvedObject.name={rev}"),
+        ],
+    );
+    assert!(events.contains("Warning"), "{events}");
+
+    // Nothing uses it any more: the deletion goes through, and the Istio, whose active
+    // revision it is, writes it anew.
+    kubectl(cluster, &["label", "namespace", &users, "istio.io/rev-"]);
+    eventually(60, "the old revision object gone", || async {
+        match revisions.get_opt(&rev).await.ok()? {
+            None => Some(()),
+            Some(r) => r.metadata.deletion_timestamp.is_none().then_some(()),
+        }
+    })
+    .await;
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
     kubectl(cluster, &["delete", "istio", name]);
 }
