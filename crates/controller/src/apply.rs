@@ -22,6 +22,15 @@ pub const FIELD_MANAGER: &str = "mizzen";
 /// Annotation holding the hash of the desired content of an object.
 pub const HASH_ANNOTATION: &str = "mizzen.io/applied-hash";
 
+/// Whether an API error answering an apply is the object's own fault, so resending it cannot
+/// succeed: 400, 413 and 422, and the 500 the API server gives when it cannot even convert
+/// the applied object to its kind's type (a malformed quantity in `resources`, for example:
+/// "failed to convert new object ... quantities must match the regular expression").
+pub(crate) fn is_rejection(code: u16, message: &str) -> bool {
+    matches!(code, 400 | 413 | 422)
+        || (code == 500 && message.starts_with("failed to convert new object"))
+}
+
 /// Errors of apply and prune.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -193,7 +202,7 @@ impl Applier {
             )
             .await
             .map_err(|source| match source {
-                kube::Error::Api(s) if matches!(s.code, 400 | 413 | 422) => ApplyError::Rejected {
+                kube::Error::Api(s) if is_rejection(s.code, &s.message) => ApplyError::Rejected {
                     key: key.clone(),
                     message: s.message,
                 },
@@ -430,6 +439,19 @@ pub fn key_of(obj: &Value) -> Result<String, ApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_objects_are_rejections_server_trouble_is_not() {
+        assert!(is_rejection(422, "Deployment.apps is invalid"));
+        assert!(is_rejection(
+            500,
+            "failed to convert new object (ns/istiod; apps/v1, Kind=Deployment) to proper \
+             version: quantities must match the regular expression"
+        ));
+        assert!(!is_rejection(500, "etcdserver: request timed out"));
+        assert!(!is_rejection(409, "conflict"));
+        assert!(!is_rejection(429, "too many requests"));
+    }
 
     #[test]
     fn subset_ignores_server_defaults_but_not_changes() {

@@ -402,7 +402,7 @@ impl<'a> Cni<'a> {
                 ..EnvFromSource::default()
             }]),
             env: Some(env.into_vec()),
-            resources: pod::resources(config.resources.as_ref(), Some(&self.global)),
+            resources: pod::resources(config.resources.as_ref(), Some(&self.global), "cni")?,
             security_context: Some(SecurityContext {
                 privileged: Some(self.extras.privileged.unwrap_or(false)),
                 run_as_user: Some(0),

@@ -86,8 +86,21 @@ fn check_part(field: &str, value: &str) -> Result<(), String> {
             "{value:?} is an image name: give the tag in the tag value, or a full reference \
              (with a registry/repository) in image"
         )),
+        "hub" => check_hub(value),
         _ => Ok(()),
     }
+}
+
+/// A hub is `host[:port][/path]`: a tag or digest in it would give the image two.
+fn check_hub(hub: &str) -> Result<(), String> {
+    let path = hub.split_once('/').map_or("", |(_, path)| path);
+    if hub.contains('@') || path.contains(':') {
+        return Err(format!(
+            "{hub:?} carries a tag or digest: a hub is a registry and repository path; give \
+             the tag in the tag value"
+        ));
+    }
+    Ok(())
 }
 
 fn check_tag(tag: &str) -> Result<(), String> {
@@ -274,6 +287,10 @@ mod tests {
         };
         let spaced = global("quay.io/my hub", "", "");
         assert!(err(ImageValues::default(), Some(&spaced)).contains("`global.hub`"));
+        let tagged = global("registry.example/istio:1.0", "", "");
+        assert!(err(ImageValues::default(), Some(&tagged)).contains("`global.hub`"));
+        let digest = global("registry.example/istio@sha256:00", "", "");
+        assert!(err(ImageValues::default(), Some(&digest)).contains("`global.hub`"));
         let e = err(
             ImageValues {
                 image: Some(" pilot"),
@@ -306,6 +323,13 @@ mod tests {
             None,
         );
         assert!(e.contains("lower-case"), "{e}");
+    }
+
+    #[test]
+    fn hubs_with_a_port_pass() {
+        for hub in ["localhost:5000", "localhost:5000/istio", "quay.io/a/b"] {
+            assert_eq!(check_hub(hub), Ok(()), "{hub}");
+        }
     }
 
     #[test]

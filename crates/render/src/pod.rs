@@ -215,13 +215,63 @@ pub(crate) fn http_probe(path: &str, port: i32, timings: Option<(i32, i32, i32)>
     }
 }
 
-/// Container resources: the component's, else `global.defaultResources`.
+/// Container resources: the component's (`<section>.resources`), else
+/// `global.defaultResources`. Every quantity is checked: the API server cannot even decode a
+/// workload with a malformed one, so it would never roll out.
 pub(crate) fn resources(
     own: Option<&ResourceRequirements>,
     global: Option<&GlobalValues>,
-) -> Option<ResourceRequirements> {
-    own.or(global.and_then(|g| g.default_resources.as_ref()))
-        .cloned()
+    section: &str,
+) -> Result<Option<ResourceRequirements>, RenderError> {
+    let (chosen, path) = match own {
+        Some(r) => (Some(r), format!("{section}.resources")),
+        None => (
+            global.and_then(|g| g.default_resources.as_ref()),
+            "global.defaultResources".to_owned(),
+        ),
+    };
+    if let Some(r) = chosen {
+        for (part, map) in [("limits", &r.limits), ("requests", &r.requests)] {
+            for (name, q) in map.iter().flatten() {
+                check_quantity(&q.0)
+                    .map_err(|m| RenderError::value(format!("{path}.{part}.{name}"), m))?;
+            }
+        }
+    }
+    Ok(chosen.cloned())
+}
+
+/// Checks a Kubernetes quantity: a decimal number with an optional sign, then nothing, a
+/// binary suffix (Ki … Ei), a decimal suffix (n u m k M G T P E) or an exponent (e3, E-2).
+pub(crate) fn check_quantity(q: &str) -> Result<(), String> {
+    let body = q.strip_prefix(['+', '-']).unwrap_or(q);
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, suffix) = body.split_at(split);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let number_ok = !number.is_empty()
+        && number != "."
+        && !fraction.contains('.')
+        && whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit());
+    let suffix_ok = match suffix {
+        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T"
+        | "P" | "E" => true,
+        _ => suffix
+            .strip_prefix(['e', 'E'])
+            .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
+            .is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())),
+    };
+    if number_ok && suffix_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{q:?} is not a quantity (e.g. 100m, 0.5, 128Mi, 1Gi, 2e3)"
+        ))
+    }
 }
 
 /// The tolerations node agents (istio-cni, ztunnel) default to: every NoSchedule and
@@ -270,6 +320,35 @@ pub(crate) fn section<T: DeserializeOwned + Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantities_are_checked_as_kubernetes_parses_them() {
+        for q in [
+            "100m", "0.5", ".5", "1", "128Mi", "1Gi", "2e3", "1E-2", "+1k", "-1",
+        ] {
+            assert_eq!(check_quantity(q), Ok(()), "{q}");
+        }
+        for q in ["", "lots", "1 Gi", "1GB", "1..2", ".", "1e", "Mi", "1Mi2"] {
+            assert!(check_quantity(q).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn a_bad_quantity_is_named_by_its_field() {
+        let own: ResourceRequirements =
+            serde_json::from_value(json!({"requests": {"cpu": "lots"}})).unwrap();
+        let e = resources(Some(&own), None, "pilot")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`pilot.resources.requests.cpu`"), "{e}");
+        let global: GlobalValues =
+            serde_json::from_value(json!({"defaultResources": {"limits": {"memory": "1GB"}}}))
+                .unwrap();
+        let e = resources(None, Some(&global), "cni")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`global.defaultResources.limits.memory`"), "{e}");
+    }
 
     #[test]
     fn env_names_are_unique_and_later_values_win() {

@@ -299,7 +299,7 @@ impl<'a> ZTunnel<'a> {
             ports: Some(vec![pod::port("ztunnel-stats", 15020)]),
             readiness_probe: Some(pod::http_probe("/healthz/ready", 15021, None)),
             env: Some(self.env()?),
-            resources: pod::resources(config.resources.as_ref(), Some(&self.global)),
+            resources: pod::resources(config.resources.as_ref(), Some(&self.global), "ztunnel")?,
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(true),
                 privileged: Some(false),

@@ -151,7 +151,7 @@ impl Revision<'_> {
             ),
             readiness_probe: Some(pod::http_probe("/ready", 8080, Some((1, 3, 5)))),
             env: Some(self.env()?),
-            resources: pod::resources(pilot.resources.as_ref(), Some(&self.global)),
+            resources: pod::resources(pilot.resources.as_ref(), Some(&self.global), "pilot")?,
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
