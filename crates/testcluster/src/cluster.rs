@@ -33,6 +33,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 /// Lines of a component log quoted in an error.
 const LOG_TAIL_LINES: usize = 40;
+/// The component [`Cluster::stop_apiserver`] and [`Cluster::start_apiserver`] act on.
+const APISERVER: &str = "kube-apiserver";
 
 /// The Service ClusterIP range (nothing is behind these addresses: never dial them).
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
@@ -91,6 +93,8 @@ pub struct Cluster {
     watchdog: Option<Watchdog>,
     node_names: Vec<String>,
     phases: Vec<(&'static str, Duration)>,
+    /// How long each readiness wait may take ([`Options::timeout`]).
+    timeout: Duration,
     stopped: bool,
 }
 
@@ -206,6 +210,7 @@ impl Cluster {
             watchdog,
             node_names: (1..=options.nodes).map(|i| format!("node-{i}")).collect(),
             phases: Vec::new(),
+            timeout: options.timeout,
             stopped: false,
         };
         match cluster.launch(&ports, &files, options.timeout).await {
@@ -254,7 +259,7 @@ impl Cluster {
         self.phases.push(("etcd ready", t0.elapsed()));
 
         self.spawn(
-            "kube-apiserver",
+            APISERVER,
             vec![
                 format!("--etcd-servers={etcd_client}"),
                 "--bind-address=127.0.0.1".into(),
@@ -275,10 +280,8 @@ impl Cluster {
             ],
         )?;
         let client = kube::Client::try_from(self.config.clone())?;
-        self.wait_until("kube-apiserver", timeout, async || {
-            apiserver_ready(&client).await
-        })
-        .await?;
+        self.wait_until(APISERVER, timeout, async || apiserver_ready(&client).await)
+            .await?;
         self.phases.push(("kube-apiserver ready", t0.elapsed()));
 
         self.spawn(
@@ -336,7 +339,14 @@ impl Cluster {
     }
 
     fn spawn(&mut self, name: &'static str, args: Vec<String>) -> Result<()> {
-        let component = Spawn {
+        let component = self.run_component(name, args)?;
+        self.components.push(component);
+        Ok(())
+    }
+
+    /// Starts component `name` with `args` (its log appended to, its pid recorded).
+    fn run_component(&self, name: &'static str, args: Vec<String>) -> Result<Component> {
+        Spawn {
             name,
             program: self.binaries.path(name),
             args,
@@ -344,8 +354,97 @@ impl Cluster {
             state_dir: &self.dir,
             own_process_group: self.detached,
         }
-        .run()?;
-        self.components.push(component);
+        .run()
+    }
+
+    /// The index of component `name` in `components`.
+    fn component_index(&self, name: &str) -> Result<usize> {
+        self.components
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| self.component_error(name, "is not a component of this cluster".into()))
+    }
+
+    /// Stops the kube-apiserver process, by its own pid: SIGTERM, then SIGKILL if it has not
+    /// exited within `grace`; returns once it is gone, with how long that took. The other
+    /// components keep running. Start it again with [`Cluster::start_apiserver`]; stopping a
+    /// stopped apiserver does nothing. Blocking.
+    ///
+    /// On SIGTERM the apiserver stops listening within milliseconds (new connections are
+    /// refused from then on) but keeps serving the watches its clients already have open until
+    /// its process exits, about 20 s later; a `grace` shorter than that ends in SIGKILL, which
+    /// drops those connections too.
+    pub fn stop_apiserver(&mut self, grace: Duration) -> Result<Duration> {
+        self.check_not_stopped()?;
+        let i = self.component_index(APISERVER)?;
+        let t0 = Instant::now();
+        match self.components[i].stop(grace) {
+            Some(status) => {
+                tracing::info!(%status, took = ?t0.elapsed(), "kube-apiserver stopped");
+                Ok(t0.elapsed())
+            }
+            None => Err(self.component_error(APISERVER, "did not exit after SIGKILL".into())),
+        }
+    }
+
+    /// Starts kube-apiserver again after [`Cluster::stop_apiserver`], with exactly the
+    /// arguments of the first start (same port, certificates and etcd, so every kubeconfig and
+    /// client configuration keeps working), and waits until its `/readyz` answers (up to
+    /// [`Options::timeout`]). Its output is appended to the same log. Must run inside a Tokio
+    /// runtime. Fails if it is running, or (after a few attempts) if its port was taken in the
+    /// meantime. Returns how long the start took.
+    pub async fn start_apiserver(&mut self) -> Result<Duration> {
+        self.check_not_stopped()?;
+        let i = self.component_index(APISERVER)?;
+        let running = self.components[i]
+            .child
+            .try_wait()
+            .map_err(Error::io("checking on kube-apiserver"))?
+            .is_none();
+        if running {
+            return Err(self.component_error(APISERVER, "is already running".into()));
+        }
+        let t0 = Instant::now();
+        let client = kube::Client::try_from(self.config.clone())?;
+        let mut attempt = 1;
+        loop {
+            let args = self.components[i].args.clone();
+            let log_before = std::fs::metadata(&self.components[i].log).map_or(0, |m| m.len());
+            self.components[i] = self.run_component(APISERVER, args)?;
+            let ready = self
+                .wait_until(APISERVER, self.timeout, async || {
+                    apiserver_ready(&client).await
+                })
+                .await;
+            match ready {
+                Ok(()) => {
+                    tracing::info!(took = ?t0.elapsed(), "kube-apiserver started again");
+                    return Ok(t0.elapsed());
+                }
+                // Its port is a loopback port that was free when the cluster started: while
+                // the apiserver was down, another process may have been given it as the local
+                // port of a connection. Such a connection is short-lived, so try again.
+                Err(error)
+                    if attempt < START_ATTEMPTS
+                        && matches!(self.components[i].child.try_wait(), Ok(Some(_)))
+                        && mentions_port_clash_since(&self.components[i].log, log_before) =>
+                {
+                    tracing::warn!(attempt, %error, "kube-apiserver port taken; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn check_not_stopped(&self) -> Result<()> {
+        if self.stopped {
+            return Err(Error::StateDir {
+                dir: self.dir.clone(),
+                problem: "the cluster has been stopped".into(),
+            });
+        }
         Ok(())
     }
 
@@ -571,8 +670,18 @@ impl Drop for Cluster {
 
 /// Whether a component log says that a port was taken (then another start attempt may work).
 fn mentions_port_clash(log: &Path) -> bool {
-    std::fs::read(log)
-        .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains("address already in use"))
+    mentions_port_clash_since(log, 0)
+}
+
+/// Whether the part of a component log after its first `offset` bytes says that a port was
+/// taken.
+fn mentions_port_clash_since(log: &Path, offset: u64) -> bool {
+    std::fs::read(log).is_ok_and(|bytes| {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..]).contains("address already in use")
+    })
 }
 
 fn canonical(dir: &Path) -> Result<PathBuf> {
@@ -859,6 +968,11 @@ mod tests {
         )
         .unwrap();
         assert!(mentions_port_clash(&log));
+        let clash_len = std::fs::metadata(&log).unwrap().len();
+        assert!(
+            !mentions_port_clash_since(&log, clash_len),
+            "only what came after"
+        );
         std::fs::write(&log, "E0101 error: something else\n").unwrap();
         assert!(!mentions_port_clash(&log));
         assert!(!mentions_port_clash(&tmp.path().join("missing.log")));

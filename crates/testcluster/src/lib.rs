@@ -28,6 +28,13 @@
 //! detached cluster ([`Options::detach`]) outlives the process that started it, and is stopped
 //! with [`Cluster::stop_dir`].
 //!
+//! # Restarting the API server
+//!
+//! [`Cluster::stop_apiserver`] stops the kube-apiserver process (SIGTERM, then SIGKILL after a
+//! bound) and [`Cluster::start_apiserver`] starts it again with the same arguments, port and
+//! certificates, so kubeconfigs and clients keep working; the other components keep running
+//! and reconnect on their own. For tests of how clients live through an API-server outage.
+//!
 //! # Tests
 //!
 //! [`shared`] starts one cluster per test binary; [`TestNamespace`] gives each test its own

@@ -142,7 +142,43 @@ pub(crate) struct Component {
     pub name: &'static str,
     pub child: Child,
     pub log: PathBuf,
+    /// The arguments it was started with, to start it again the same way.
+    pub args: Vec<String>,
 }
+
+impl Component {
+    /// Stops this process: SIGTERM, then SIGKILL if it has not exited within `grace`; reaps
+    /// it. Returns its exit status, `None` if it still runs [`KILL_TIMEOUT`] after SIGKILL.
+    /// Only this child is signalled, by its own pid, which cannot have been reused: the child
+    /// is not reaped before it has exited.
+    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let pid = self.child.id().to_string();
+        let termed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if termed && let Some(status) = wait_timeout(&mut self.child, grace) {
+            return Some(status);
+        }
+        tracing::warn!(
+            component = self.name,
+            pid,
+            ?grace,
+            "still running after SIGTERM; SIGKILL"
+        );
+        let _ = self.child.kill();
+        wait_timeout(&mut self.child, KILL_TIMEOUT)
+    }
+}
+
+/// How long a process may take to go after SIGKILL.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to start one component.
 pub(crate) struct Spawn<'a> {
@@ -156,10 +192,14 @@ pub(crate) struct Spawn<'a> {
 }
 
 impl Spawn<'_> {
-    /// Starts the process with stdout and stderr going to its log, and records its pid.
+    /// Starts the process with stdout and stderr appended to its log (a component started
+    /// again keeps the earlier output), and records its pid.
     pub fn run(self) -> Result<Component> {
-        let log = File::create(&self.log)
-            .map_err(Error::io(format!("creating {}", self.log.display())))?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(Error::io(format!("opening {}", self.log.display())))?;
         let log2 = log
             .try_clone()
             .map_err(Error::io(format!("opening {}", self.log.display())))?;
@@ -187,6 +227,7 @@ impl Spawn<'_> {
             name: self.name,
             child,
             log: self.log,
+            args: self.args,
         })
     }
 }
@@ -340,6 +381,60 @@ mod tests {
         assert!(watchdog.trigger_and_wait());
         assert!(a.child.try_wait().unwrap().is_some(), "stopped");
         assert!(dir.join("a.log").exists(), "kept");
+    }
+
+    #[test]
+    fn stop_terms_then_kills_and_start_again_appends_to_the_log() {
+        let (_tmp, dir) = state_dir();
+        let mut a = fake_component(&dir, "a", false);
+        let status = a.stop(Duration::from_secs(5)).expect("stopped by SIGTERM");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(15)
+        );
+        assert_eq!(
+            a.stop(Duration::from_secs(5)),
+            Some(status),
+            "already stopped"
+        );
+
+        // A process that ignores SIGTERM (from before it says "started"; the disposition
+        // survives exec) is killed after the grace period.
+        let log = dir.join("stubborn.log");
+        std::fs::write(&log, "before\n").unwrap();
+        let mut b = Spawn {
+            name: "stubborn",
+            program: "bash".into(),
+            args: vec![
+                "-c".into(),
+                "trap '' TERM; echo started; exec sleep 30".into(),
+                dir.display().to_string(),
+            ],
+            log: log.clone(),
+            state_dir: &dir,
+            own_process_group: false,
+        }
+        .run()
+        .unwrap();
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(&log).unwrap().contains("started") {
+            assert!(t0.elapsed() < Duration::from_secs(5), "bash did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let t0 = Instant::now();
+        let status = b
+            .stop(Duration::from_millis(500))
+            .expect("stopped by SIGKILL");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(500));
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "before\nstarted\n",
+            "appended, not truncated"
+        );
     }
 
     #[test]

@@ -16,6 +16,10 @@
 ///   Ready at once: conditions, running and ready container statuses (init containers completed,
 ///   sidecar init containers running), `startTime`, `hostIP` and a `podIP` (the node IP for
 ///   `hostNetwork` pods, otherwise from KWOK's `--cidr`). Readiness gates are reported as passed.
+/// - `mizzen-pod-ready-again`: a running pod that is not being deleted and not Ready (the
+///   kube-controller-manager's node lifecycle controller marks the pods of a node whose Lease
+///   went stale not Ready, e.g. after an API-server outage, and no kubelet reports them ready
+///   again) is Ready again at once: the conditions of `mizzen-pod-running`.
 /// - `mizzen-pod-delete`: a pod with a `deletionTimestamp` is deleted at once (there is no
 ///   container to stop), so graceful deletion completes immediately.
 /// - `mizzen-pod-job-complete`: a running pod owned by a Job succeeds at once.
@@ -160,6 +164,39 @@ spec:
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
+  name: mizzen-pod-ready-again
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: .metadata.deletionTimestamp
+      operator: DoesNotExist
+    - key: .status.phase
+      operator: In
+      values: ["Running"]
+    - key: '.status.conditions.[] | select(.type == "Ready") | .status'
+      operator: NotIn
+      values: ["True"]
+  next:
+    statusTemplate: |
+      {{ $now := Now | Quote }}
+      conditions:
+      {{ range $type := list "PodScheduled" "PodReadyToStartContainers" "Initialized" "ContainersReady" "Ready" }}
+      - type: {{ $type }}
+        status: "True"
+        lastTransitionTime: {{ $now }}
+      {{ end }}
+      {{ range .spec.readinessGates }}
+      - type: {{ .conditionType | Quote }}
+        status: "True"
+        lastTransitionTime: {{ $now }}
+      {{ end }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
   name: mizzen-pod-delete
 spec:
   resourceRef:
@@ -251,11 +288,12 @@ mod tests {
             [
                 "mizzen-node-ready",
                 "mizzen-pod-running",
+                "mizzen-pod-ready-again",
                 "mizzen-pod-delete",
                 "mizzen-pod-job-complete"
             ]
         );
-        assert_eq!(docs[2]["spec"]["next"]["delete"], true);
+        assert_eq!(docs[3]["spec"]["next"]["delete"], true);
         let running = docs[1]["spec"]["next"]["statusTemplate"].as_str().unwrap();
         assert!(running.contains("phase: Running"));
     }
