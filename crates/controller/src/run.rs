@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
 use crate::metrics::Metrics;
-use crate::wiring::{Health, Wiring};
+use crate::wiring::{Health, WatchBackoff, Wiring, is_expired};
 use crate::{Context, Error, cni, istio, revision, tag, ztunnel};
 
 /// How long running reconciles may take to finish after shutdown begins.
@@ -74,14 +74,14 @@ pub async fn run(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .modify(|n| n.managed_fields_mut().clear())
     .reflect(ns_writer);
     let pods = watch_objects(
         Api::<PartialObjectMeta<Pod>>::all(client.clone()),
         watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .modify(|p| p.managed_fields_mut().clear())
     .reflect(pod_writer);
     tokio::spawn(forward_relevant_changes(
@@ -212,6 +212,10 @@ async fn forward_relevant_changes<K, S>(
             Ok(Event::Delete(o)) => fingerprints.remove(&o.uid().unwrap_or_default()).is_some(),
             Ok(Event::InitDone) => true,
             Ok(Event::Init) => false,
+            Err(e) if is_expired(&e) => {
+                tracing::debug!(watch = name, error = %e, "watch expired; listing again");
+                false
+            }
             Err(e) => {
                 metrics.watch_error(name);
                 health.watch_failed(name, &e);

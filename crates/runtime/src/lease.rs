@@ -1,7 +1,8 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, with client-go's semantics.
 //!
 //! Every replica watches the Lease. The holder renews it every [`LeaseTimes::renew_every`]
-//! and steps down when it has not renewed for [`LeaseTimes::renew_deadline`]; a standby takes
+//! and steps down when it has not renewed for [`LeaseTimes::renew_deadline`] (it stops
+//! reconciling and campaigns again, in the same process); a standby takes
 //! it when it is free, or when its record has not changed for [`LeaseTimes::duration`] by the
 //! standby's own clock (so clock skew between nodes does not matter). Writes carry the
 //! `resourceVersion` they were based on, so of two replicas racing for a free Lease exactly
@@ -27,6 +28,7 @@ use kube::runtime::{WatchStreamExt, watcher as watch_objects};
 use kube::{Client, ResourceExt};
 use mizzen_controller::Health;
 use mizzen_controller::metrics::Metrics;
+use mizzen_controller::wiring::WatchBackoff;
 use tokio::sync::watch;
 
 /// The timings of the election (client-go's defaults, but for the renewal period, which is
@@ -69,7 +71,8 @@ pub struct LeaseConfig {
 pub enum Ended {
     /// Shutdown: the Lease was released if held.
     Shutdown,
-    /// Leadership was lost while running (another holder, or the renew deadline passed).
+    /// Another replica holds the Lease while this one led: the process exits so that none of
+    /// its reconciles still running can write beside the new leader.
     Lost(String),
 }
 
@@ -89,7 +92,7 @@ pub async fn elect(
             api.clone(),
             watcher::Config::default().fields(&format!("metadata.name={}", cfg.name)),
         )
-        .default_backoff(),
+        .backoff(WatchBackoff::default()),
     );
     let mut e = Election {
         api,
@@ -141,11 +144,21 @@ pub async fn elect(
                 return Ended::Lost(format!("the lease is now held by {}", holder.unwrap_or("")));
             }
             if last.elapsed() > e.cfg.times.renew_deadline {
+                // Most often the API server is unreachable (restarted, upgraded): step down
+                // (no reconcile starts from now on) and campaign again as a standby, rather
+                // than exit and have the pod restarted (and backed off) after every
+                // outage. Nobody else can take the Lease before its duration has passed
+                // since our last renewal, which is later than this deadline.
                 let _ = leader.send(false);
-                return Ended::Lost(format!(
-                    "could not renew the lease for {:?}",
+                tracing::warn!(
+                    identity = e.cfg.identity,
+                    lease = e.cfg.name,
+                    "could not renew the lease for {:?}; stepped down, reconciles paused; \
+                     campaigning again",
                     last.elapsed()
-                ));
+                );
+                e.metrics.watch_error("lease");
+                e.last_renew = None;
             }
         }
     }
