@@ -114,6 +114,13 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// Sends a signal (e.g. "TERM", "KILL") to this process only.
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
