@@ -1,6 +1,8 @@
 //! Crash convergence (issue 10): the seed's InPlace (§1.5.2) and RevisionBased (§1.6.2)
 //! procedures, driven step by step with the scripts' kubectl commands, while the operator is
-//! killed with SIGKILL at a random moment (0–1500 ms) after every step and started again at once.
+//! killed with SIGKILL at a random moment (0–1500 ms) after every step and started again at once
+//! (RevisionBased: once more at a random moment of the old revision's 30 s grace period).
+//! Convergence is measured from the kill after the last step.
 //! Every trial must end with the seed's tables, the exact set of IstioRevisions, no orphaned
 //! children, and no revision deleted while something used it (judged by the test's own watch of
 //! namespaces, pods and the `istiod-active-<istio>` Service, not by the operator's status).
@@ -38,6 +40,9 @@ const FROM: &str = "v1.26.3";
 const TO: &str = "v1.26.4";
 /// The longest random delay between a step and the kill, in milliseconds.
 const MAX_KILL_DELAY_MS: u64 = 1500;
+/// RevisionBased: the longest random delay of the extra kill after ztunnel is Ready, while the
+/// old revision waits out its 30 s grace period, in milliseconds.
+const GRACE_KILL_WINDOW_MS: u64 = 32_000;
 /// Bound of each wait the seed scripts make with `kubectl wait` (they allow 5 to 10 min; on
 /// KWOK nodes each takes seconds).
 const WAIT: &str = "--timeout=120s";
@@ -829,6 +834,8 @@ impl Strategy {
 /// What one procedure of one trial measured.
 struct Outcome {
     kills: Vec<u64>,
+    /// RevisionBased: the extra kill during the grace period, ms after ztunnel was Ready.
+    grace_kill: Option<u64>,
     /// From the kill after the last step to the seed's final tables.
     convergence: Duration,
     /// From the kill after the last step to the ZTunnel's Ready (the rollout done).
@@ -1198,7 +1205,16 @@ impl Harness<'_> {
         );
         self.wait(&["--for=condition=Ready", "ztunnels/default", WAIT]);
         let ready = last_kill.elapsed();
+        let mut grace_kill = None;
         if s == Strategy::RevisionBased {
+            // One more kill while the old revision waits out its grace period (30 s), so a
+            // crash around the moment of pruning is covered too.
+            let delay = self.rng.up_to(GRACE_KILL_WINDOW_MS);
+            std::thread::sleep(Duration::from_millis(delay));
+            self.kill();
+            println!("    waiting for the pruning: kill -9 after {delay} ms more");
+            grace_kill = Some(delay);
+            self.start_operator();
             self.wait(&["--for=delete", &format!("istiorevision/{old}"), PRUNE_WAIT]);
         }
         self.wait(&[
@@ -1270,6 +1286,7 @@ impl Harness<'_> {
         self.assert_clean(mark);
         Outcome {
             kills,
+            grace_kill,
             convergence,
             ready,
             pruned_after,
@@ -1431,7 +1448,7 @@ fn the_seed_procedures_converge_after_kill_9_at_random_moments() {
                 passed += 1;
                 let mut line = format!("trial {trial}: passed");
                 for (s, o) in out {
-                    kills += o.kills.len();
+                    kills += o.kills.len() + usize::from(o.grace_kill.is_some());
                     line += &format!(
                         "; {s:?}: {} kills ({:?} ms after each step), ZTunnel Ready {} and the \
                          seed's final tables {} after the last",
@@ -1440,6 +1457,9 @@ fn the_seed_procedures_converge_after_kill_9_at_random_moments() {
                         seconds(o.ready),
                         seconds(o.convergence)
                     );
+                    if let Some(k) = o.grace_kill {
+                        line += &format!(", one more kill {k} ms into the grace period");
+                    }
                     if let Some((p, grace)) = o.pruned_after {
                         line += &format!(
                             ", old revision pruned {} after its last user went (grace {grace} s)",
