@@ -272,20 +272,17 @@ async fn finalize(rev: &IstioRevision, ctx: &Context) -> Result<Action, Error> {
     }
     // Removing the IstioRevision CRD (uninstalling mizzen) deletes every revision: that is
     // the user's explicit intent, and blocking it would hang the uninstall.
-    if crd_deleted(ctx).await? {
-        tracing::info!(
-            revision = rev.name_any(),
-            "the IstioRevision CRD is being deleted: letting the revision go"
-        );
-        return set_finalizer(rev, ctx, false)
-            .await
-            .map(|()| Action::await_change());
-    }
-    let users = usage(ctx).await?.workload_users_of(&rev.name_any());
+    let crd_deleted = crd_deleted(ctx).await?;
+    let users = if crd_deleted {
+        Vec::new()
+    } else {
+        usage(ctx).await?.workload_users_of(&rev.name_any())
+    };
     if users.is_empty() {
         tracing::info!(
             revision = rev.name_any(),
-            "unused: letting the deletion proceed"
+            crd_deleted,
+            "nothing uses the revision (or its CRD is being deleted): letting the deletion proceed"
         );
         return set_finalizer(rev, ctx, false)
             .await
