@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
 use crate::metrics::Metrics;
-use crate::wiring::{Health, WatchBackoff, Wiring, is_expired};
+use crate::wiring::{Health, WatchBackoff, Wiring, fingerprint};
 use crate::{Context, Error, cni, istio, revision, tag, ztunnel};
 
 /// How long running reconciles may take to finish after shutdown begins.
@@ -206,19 +206,14 @@ async fn forward_relevant_changes<K, S>(
         let changed = match event {
             Ok(Event::Apply(o) | Event::InitApply(o)) => {
                 let key = o.uid().unwrap_or_default();
-                let fp = fingerprint(&o);
+                let fp = relevant(&o);
                 fingerprints.insert(key, fp) != Some(fp)
             }
             Ok(Event::Delete(o)) => fingerprints.remove(&o.uid().unwrap_or_default()).is_some(),
             Ok(Event::InitDone) => true,
             Ok(Event::Init) => false,
-            Err(e) if is_expired(&e) => {
-                tracing::debug!(watch = name, error = %e, "watch expired; listing again");
-                false
-            }
             Err(e) => {
-                metrics.watch_error(name);
-                health.watch_failed(name, &e);
+                health.watch_error(name, &e, &metrics);
                 false
             }
         };
@@ -228,15 +223,11 @@ async fn forward_relevant_changes<K, S>(
     }
 }
 
-fn fingerprint<K: kube::Resource>(o: &K) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for key in [REV, INJECTION, INJECT, DATAPLANE_MODE, "app"] {
-        o.labels().get(key).hash(&mut h);
-    }
-    for key in [REV, FOLLOWS_ISTIO_ANNOTATION] {
-        o.annotations().get(key).hash(&mut h);
-    }
-    o.meta().deletion_timestamp.is_some().hash(&mut h);
-    h.finish()
+/// What of a namespace or pod can change usage or prerequisites.
+fn relevant<K: kube::Resource>(o: &K) -> u64 {
+    fingerprint(&(
+        [REV, INJECTION, INJECT, DATAPLANE_MODE, "app"].map(|k| o.labels().get(k)),
+        [REV, FOLLOWS_ISTIO_ANNOTATION].map(|k| o.annotations().get(k)),
+        o.meta().deletion_timestamp.is_some(),
+    ))
 }

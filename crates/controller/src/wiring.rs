@@ -161,7 +161,6 @@ impl Wiring {
                 in_flight.inc();
                 let started = Instant::now();
                 let key = retry_key(obj.as_ref());
-                tracing::debug!(kind = name, name = obj.name_any(), "reconciling");
                 let result = reconcile(obj, ctx.clone()).await;
                 in_flight.dec();
                 let label = result.as_ref().err().map(Error::metric_label);
@@ -314,6 +313,24 @@ impl Health {
         );
     }
 
+    /// Accounts an error of watch `name`: counted and failing, except a 410 Gone ("too old
+    /// resource version"), after which the watcher lists again by itself. A restarted API
+    /// server answers every resumed watch so; counted as failing, `/readyz` stayed 503 for up
+    /// to 40 s after an outage while everything worked.
+    pub fn watch_error(
+        &self,
+        name: &str,
+        error: &watcher::Error,
+        metrics: &crate::metrics::Metrics,
+    ) {
+        if matches!(error, watcher::Error::WatchError(s) if s.code == 410) {
+            tracing::debug!(watch = name, %error, "watch expired; listing again");
+            return;
+        }
+        metrics.watch_error(name);
+        self.watch_failed(name, error);
+    }
+
     /// Records that watch `name` delivered something.
     pub fn watch_ok(&self, name: &str) {
         if self
@@ -343,23 +360,10 @@ impl Health {
                 self.watch_ok(name);
                 tracing::debug!(kind = name, name = o.name, "reconciled");
             }
-            Err(controller::Error::QueueError(e)) if is_expired(&e) => {
-                tracing::debug!(kind = name, error = %e, "watch expired; listing again");
-            }
-            Err(controller::Error::QueueError(e)) => {
-                metrics.watch_error(name);
-                self.watch_failed(name, &e);
-            }
+            Err(controller::Error::QueueError(e)) => self.watch_error(name, &e, metrics),
             Err(e) => tracing::debug!(kind = name, error = %e, "controller event"),
         }
     }
-}
-
-/// A watch answered 410 Gone ("too old resource version"): the watcher lists again by itself,
-/// so this is no failure. A restarted API server answers every resumed watch this way; counted
-/// as failing, `/readyz` stayed 503 for up to 40 s after an outage while everything worked.
-pub(crate) fn is_expired(e: &watcher::Error) -> bool {
-    matches!(e, watcher::Error::WatchError(s) if s.code == 410)
 }
 
 /// Per-object retry counts (consecutive failures), reset by a successful reconcile.

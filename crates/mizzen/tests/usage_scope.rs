@@ -13,11 +13,12 @@ use mizzen_testcluster::shared;
 const PLANES: usize = 5;
 const PODS: usize = 8;
 
-/// `(kind, name)` of every "reconciling" line of a JSON log.
+/// `(kind, name)` of every finished reconcile (the "reconciled" and "reconcile failed" lines)
+/// of a JSON log.
 fn reconciles(log: &str) -> Vec<(String, String)> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["message"] == "reconciling")
+        .filter(|v| v["message"] == "reconciled" || v["message"] == "reconcile failed")
         .map(|v| {
             (
                 v["kind"].as_str().unwrap_or_default().to_owned(),

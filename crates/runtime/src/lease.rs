@@ -122,10 +122,7 @@ pub async fn elect(
             }
             event = events.next() => match event {
                 Some(Ok(ev)) => e.observe(ev),
-                Some(Err(err)) => {
-                    e.metrics.watch_error("lease");
-                    e.health.watch_failed("lease", &err);
-                }
+                Some(Err(err)) => e.health.watch_error("lease", &err, &e.metrics),
                 None => return Ended::Lost("the lease watch ended".into()),
             },
             _ = tokio::time::sleep_until(next.into()) => {
