@@ -31,11 +31,12 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::runtime::{Controller, watcher};
-
-/// Resync period of a revision whose reconcile succeeded.
-const RESYNC: Duration = Duration::from_secs(30);
 
 /// Every kind a revision may render; objects of these kinds that a render no longer produces
 /// are pruned.
@@ -82,6 +83,14 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
         .owns(Api::<Deployment>::all(c.clone()), w.managed())
         .owns(Api::<Service>::all(c.clone()), w.managed())
         .owns(Api::<ConfigMap>::all(c.clone()), w.managed())
+        .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
+        .owns(Api::<HorizontalPodAutoscaler>::all(c.clone()), w.managed())
+        .owns(Api::<PodDisruptionBudget>::all(c.clone()), w.managed())
+        .owns(Api::<NetworkPolicy>::all(c.clone()), w.managed())
+        .owns(Api::<ClusterRole>::all(c.clone()), w.managed())
+        .owns(Api::<ClusterRoleBinding>::all(c.clone()), w.managed())
+        .owns(Api::<Role>::all(c.clone()), w.managed())
+        .owns(Api::<RoleBinding>::all(c.clone()), w.managed())
         .owns(
             Api::<MutatingWebhookConfiguration>::all(c.clone()),
             w.managed(),
@@ -213,9 +222,9 @@ pub async fn reconcile(rev: Arc<IstioRevision>, ctx: Arc<Context>) -> Result<Act
     if let Err(Failure::Transient(e)) = applied {
         return Err(e);
     }
-    // Dependencies and usage come from other objects' status; a slow resync bounds how long a
-    // missed event can leave them stale (a no-op reconcile writes nothing).
-    Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
+    // No periodic resync: every input has a watch (children of every rendered kind, the
+    // IstioCNI, ZTunnel and tags, namespaces and pods through the usage fingerprints).
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// The finalizer that keeps a revision (and so its istiod) while something uses it.

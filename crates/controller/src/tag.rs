@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use kube::api::Api;
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
@@ -86,6 +86,7 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
             w.managed(),
         )
         .owns(Api::<Service>::all(c.clone()), w.managed())
+        .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
         .owns(
             Api::<ValidatingWebhookConfiguration>::all(c.clone()),
             w.managed(),

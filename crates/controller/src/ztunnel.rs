@@ -25,6 +25,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, ListParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
@@ -77,6 +78,8 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     let controller = controller
         .owns(Api::<DaemonSet>::all(c.clone()), w.managed())
         .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
+        .owns(Api::<ClusterRole>::all(c.clone()), w.managed())
+        .owns(Api::<ClusterRoleBinding>::all(c.clone()), w.managed())
         .watches(
             Api::<Istio>::all(c.clone()),
             watcher::Config::default(),

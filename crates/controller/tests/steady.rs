@@ -9,6 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{install_crds, kubectl, start_operator_counting};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, DeleteParams};
 use mizzen_catalog::Catalog;
 use mizzen_testcluster::shared;
 
@@ -114,6 +117,27 @@ async fn reconciles_without_changes_send_no_writes() {
     );
     assert!(env.contains("FOREIGN"), "{env}");
 
+    // Children deleted behind mizzen's back come back at once, through the watch on their
+    // kind, not a periodic resync (there is none): a ServiceAccount (a kind no controller
+    // watched before issue 13) and istiod's Deployment.
+    let client = cluster.client();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "istio-system");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "istio-system");
+    let dp = DeleteParams::background();
+    for (what, seconds) in [
+        (
+            "ServiceAccount istiod",
+            recreated(&accounts, "istiod", &dp).await,
+        ),
+        (
+            "Deployment istiod",
+            recreated(&deployments, "istiod", &dp).await,
+        ),
+    ] {
+        println!("{what} deleted behind mizzen's back: recreated after {seconds:.3} s");
+        assert!(seconds < 3.0, "{what} took {seconds:.3} s to come back");
+    }
+
     // A real change is written (the counter can count).
     kubectl(
         cluster,
@@ -128,4 +152,24 @@ async fn reconciles_without_changes_send_no_writes() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(writes.load(Ordering::SeqCst) > 0);
+}
+
+/// Deletes `name` and returns the seconds until an object of that name with another UID
+/// exists again (polled every 20 ms, for at most 30 s).
+async fn recreated<K>(api: &Api<K>, name: &str, dp: &DeleteParams) -> f64
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let old = api.get(name).await.unwrap().meta().uid.clone();
+    api.delete(name, dp).await.unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(o) = api.get_opt(name).await.unwrap()
+            && o.meta().uid != old
+        {
+            return started.elapsed().as_secs_f64();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{name} was not recreated within 30 s");
 }
