@@ -6,16 +6,26 @@
 //! render, someone else's edit of a field mizzen owns) is applied with `force`, which repairs
 //! drift. Objects with the owner's inventory label that the render no longer produces are
 //! deleted.
+//!
+//! Live copies and the pruning inventory come from the shared caches of rendered kinds
+//! ([`Children`]), so a no-op apply sends no request at all; the API server is asked only
+//! where a cache cannot answer (kind not cached, not listed yet, watch failing, object not in
+//! it). The applier remembers the object each of its writes returned until the cache has
+//! caught up with it, so a reconcile that runs before its own write's watch event arrives
+//! does not write again.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use crate::children::Children;
 
 /// The field manager of every write mizzen makes.
 pub const FIELD_MANAGER: &str = "mizzen";
@@ -102,19 +112,74 @@ struct Rejection {
 /// Applies rendered objects; caches API discovery per kind.
 pub struct Applier {
     client: Client,
+    children: Arc<Children>,
     resources: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
     /// Per owner UID: the hash of a desired set the API server rejected, and the rejection.
     /// The same set is not sent again (it would be rejected again); a changed one is.
     rejected: Mutex<HashMap<String, Rejection>>,
+    /// Per object key: what the last write of a cached kind returned, until the cache holds
+    /// that version or a newer one.
+    written: Mutex<HashMap<String, Arc<DynamicObject>>>,
+    /// Kinds the cluster did not serve, and when that was last asked.
+    not_served: Mutex<HashMap<GroupVersionKind, Instant>>,
 }
 
+/// How long the answer "not served" is trusted: a kind installed later (multus on
+/// OpenShift) is seen within this time of the next reconcile that asks.
+const NOT_SERVED_FOR: Duration = Duration::from_secs(300);
+
 impl Applier {
-    /// An applier using `client`.
-    pub fn new(client: Client) -> Self {
+    /// An applier using `client` that reads live objects from `children` where it can.
+    pub fn new(client: Client, children: Arc<Children>) -> Self {
         Self {
             client,
+            children,
             resources: Mutex::new(HashMap::new()),
             rejected: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+            not_served: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the cluster serves `gvk`. A kind that is served is remembered (as every
+    /// discovery answer is); one that is not is asked again after [`NOT_SERVED_FOR`], so a
+    /// reconcile does not cost a discovery request.
+    pub async fn served(&self, gvk: &GroupVersionKind) -> bool {
+        if let Some(at) = self.not_served.lock().expect("not poisoned").get(gvk)
+            && at.elapsed() < NOT_SERVED_FOR
+        {
+            return false;
+        }
+        let served = self.resource(gvk).await.is_ok();
+        let mut not_served = self.not_served.lock().expect("not poisoned");
+        if served {
+            not_served.remove(gvk);
+        } else {
+            not_served.insert(gvk.clone(), Instant::now());
+        }
+        served
+    }
+
+    /// The live object from the caches (the newer of the cached copy and this applier's
+    /// last write), or `None` when the API server must be asked.
+    fn cached(&self, gvk: &GroupVersionKind, key: &str, obj: &Value) -> Option<Arc<DynamicObject>> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        let found = self
+            .children
+            .live(gvk, obj["metadata"]["namespace"].as_str(), name);
+        let mut written = self.written.lock().expect("not poisoned");
+        let Some(Some(cached)) = found else {
+            // Not in the cache: created a moment ago, or deleted since the last write.
+            written.remove(key);
+            return None;
+        };
+        match written.get(key) {
+            Some(w) if resource_version(w) > resource_version(&cached) => Some(w.clone()),
+            Some(_) => {
+                written.remove(key);
+                Some(cached)
+            }
+            None => Some(cached),
         }
     }
 
@@ -175,17 +240,25 @@ impl Applier {
         for mut obj in desired {
             prepare(&mut obj, owner);
             let key = key_of(&obj)?;
+            let gvk = gvk_of(&obj)?;
             let api = self.api_for(&obj).await?;
             let name = obj["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
             keep.insert(key.clone());
-            let live = api.get_opt(&name).await.map_err(|source| ApplyError::Api {
-                action: "get",
-                key: key.clone(),
-                source,
-            })?;
+            let live = match self.cached(&gvk, &key, &obj) {
+                Some(cached) => Some(cached),
+                None => api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|source| ApplyError::Api {
+                        action: "get",
+                        key: key.clone(),
+                        source,
+                    })?
+                    .map(Arc::new),
+            };
             if let Some(l) = &live {
                 match difference(&obj, l) {
                     None => {
@@ -195,23 +268,33 @@ impl Applier {
                     Some(path) => tracing::debug!(key, path, "live object differs; applying"),
                 }
             }
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .map_err(|source| match source {
-                kube::Error::Api(s) if is_rejection(s.code, &s.message) => ApplyError::Rejected {
-                    key: key.clone(),
-                    message: s.message,
-                },
-                source => ApplyError::Api {
-                    action: "apply",
-                    key: key.clone(),
-                    source,
-                },
-            })?;
+            let mut written = api
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&obj),
+                )
+                .await
+                .map_err(|source| match source {
+                    kube::Error::Api(s) if is_rejection(s.code, &s.message) => {
+                        ApplyError::Rejected {
+                            key: key.clone(),
+                            message: s.message,
+                        }
+                    }
+                    source => ApplyError::Api {
+                        action: "apply",
+                        key: key.clone(),
+                        source,
+                    },
+                })?;
+            if self.children.caches(&gvk) {
+                written.managed_fields_mut().clear();
+                self.written
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key.clone(), Arc::new(written));
+            }
             report.written.push(key);
         }
         let Some((_, inventory)) = owner else {
@@ -220,18 +303,38 @@ impl Applier {
         let selector = format!("{}={}", inventory.0, inventory.1);
         for gvk in prunable {
             let (ar, caps) = self.resource(gvk).await?;
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-            let list = api
-                .list_metadata(&ListParams::default().labels(&selector))
-                .await
-                .map_err(|source| ApplyError::Api {
-                    action: "list",
-                    key: ar.kind.clone(),
-                    source,
-                })?;
-            for item in list.items {
-                let ns = item.metadata.namespace.clone();
-                let name = item.metadata.name.clone().unwrap_or_default();
+            let items: Vec<(Option<String>, String, bool)> =
+                match self.children.labelled(gvk, inventory) {
+                    Some(cached) => cached
+                        .iter()
+                        .map(|o| {
+                            (
+                                o.namespace(),
+                                o.name_any(),
+                                o.metadata.deletion_timestamp.is_some(),
+                            )
+                        })
+                        .collect(),
+                    None => Api::<DynamicObject>::all_with(self.client.clone(), &ar)
+                        .list_metadata(&ListParams::default().labels(&selector))
+                        .await
+                        .map_err(|source| ApplyError::Api {
+                            action: "list",
+                            key: ar.kind.clone(),
+                            source,
+                        })?
+                        .items
+                        .into_iter()
+                        .map(|o| {
+                            (
+                                o.namespace(),
+                                o.name_any(),
+                                o.metadata.deletion_timestamp.is_some(),
+                            )
+                        })
+                        .collect(),
+                };
+            for (ns, name, deleting) in items {
                 let key = format!(
                     "{}/{}/{}/{}",
                     ar.group,
@@ -239,7 +342,7 @@ impl Applier {
                     ns.as_deref().unwrap_or(""),
                     name
                 );
-                if keep.contains(&key) || item.metadata.deletion_timestamp.is_some() {
+                if keep.contains(&key) || deleting {
                     continue;
                 }
                 let api: Api<DynamicObject> = match (&caps.scope, &ns) {
@@ -259,6 +362,7 @@ impl Applier {
                         });
                     }
                 }
+                self.written.lock().expect("not poisoned").remove(&key);
                 report.pruned.push(key);
             }
         }
@@ -313,6 +417,15 @@ fn prepare(obj: &mut Value, owner: Option<(&Owner, (&str, &str))>) {
     }
     let hash = content_hash(obj);
     obj["metadata"]["annotations"][HASH_ANNOTATION] = json!(hash);
+}
+
+/// An object's resourceVersion as a number (etcd's revision), 0 when it is not one.
+fn resource_version(obj: &DynamicObject) -> u64 {
+    obj.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A stable hash of an object's JSON (serde_json maps are sorted).

@@ -9,14 +9,10 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, ListParams};
 use kube::core::GroupVersionKind;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use mizzen_api::condition_types::RECONCILED;
 use mizzen_api::{Conditions, Istio, IstioCNI, IstioRevision, ZTunnel};
@@ -63,34 +59,16 @@ pub fn prunable_kinds(nad_served: bool) -> Vec<GroupVersionKind> {
 /// The IstioCNI controller: the IstioCNI, its children, the control planes it is checked
 /// against, and namespaces (its namespace may appear later).
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
-    let c = &w.client;
-    let controller = Controller::new(Api::<IstioCNI>::all(c.clone()), watcher::Config::default());
-    let store = controller.store();
-    let controller = controller
-        .owns(Api::<DaemonSet>::all(c.clone()), w.managed())
-        .owns(Api::<ConfigMap>::all(c.clone()), w.managed())
-        .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
-        .owns(Api::<ClusterRole>::all(c.clone()), w.managed())
-        .owns(Api::<ClusterRoleBinding>::all(c.clone()), w.managed())
-        .watches(
-            Api::<Istio>::all(c.clone()),
-            watcher::Config::default(),
-            singleton,
-        )
-        .watches(
-            Api::<IstioRevision>::all(c.clone()),
-            watcher::Config::default(),
-            singleton,
-        )
-        .watches(
-            Api::<ZTunnel>::all(c.clone()),
-            watcher::Config::default(),
-            singleton,
-        )
+    let own = &w.ctx.own;
+    let store = own.cnis.store();
+    let controller = Controller::for_shared_stream(own.cnis.changes(), store.clone())
+        .reconcile_on(w.ctx.children.owned_by(store.clone()))
+        .watches_shared_stream(own.istios.changes(), singleton)
+        .watches_shared_stream(own.revisions.changes(), singleton)
+        .watches_shared_stream(own.ztunnels.changes(), singleton)
         .reconcile_on(w.usage_changes_of(store, |ctx, objects| {
             namespace_fingerprints(ctx, objects, |o: &IstioCNI| &o.spec.namespace)
         }));
-    let _ = w.ctx.metrics.stores().cnis.set(controller.store());
     w.start("IstioCNI", controller, reconcile)
 }
 
@@ -158,9 +136,7 @@ async fn apply(cni: &IstioCNI, ctx: &Context) -> Outcome {
         Ok(o) => o,
         Err(e) => return Outcome::Refused("InvalidValues", e.to_string()),
     };
-    let nad_served = kube::discovery::pinned_kind(&ctx.client, &network_attachment_kind())
-        .await
-        .is_ok();
+    let nad_served = ctx.applier.served(&network_attachment_kind()).await;
     let inventory = mizzen_render::Owner::istio_cni(NAME).label();
     if let Err(e) = ctx
         .applier
@@ -204,18 +180,10 @@ fn render(
 
 /// The control planes istio-cni serves.
 async fn control_planes(ctx: &Context) -> Result<Vec<ControlPlane>, kube::Error> {
-    let istios = Api::<Istio>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let revisions = Api::<IstioRevision>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let ztunnel = Api::<ZTunnel>::all(ctx.client.clone())
-        .get_opt(ztunnel::NAME)
-        .await?;
-    Ok(cni_control_planes(&istios, &revisions, ztunnel.as_ref()))
+    let istios = crate::own::unshared(ctx.own.istios.list(&ctx.client).await?);
+    let revisions = crate::own::unshared(ctx.own.revisions.list(&ctx.client).await?);
+    let ztunnel = ctx.own.ztunnels.get(&ctx.client, ztunnel::NAME).await?;
+    Ok(cni_control_planes(&istios, &revisions, ztunnel.as_deref()))
 }
 
 /// The control planes istio-cni serves (pure): the active revision of every Istio, and the

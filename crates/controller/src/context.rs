@@ -6,6 +6,7 @@ use std::sync::Arc;
 use jiff::{Timestamp, Unit};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::core::GroupVersionKind;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
@@ -15,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::apply::Applier;
+use crate::children::Children;
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -22,6 +24,10 @@ pub struct Context {
     pub client: Client,
     /// Server-side apply and prune.
     pub applier: Applier,
+    /// The caches of rendered objects.
+    pub children: Arc<Children>,
+    /// The shared watches and stores of mizzen's own kinds.
+    pub own: crate::own::OwnKinds,
     /// The version catalog.
     pub catalog: Arc<Catalog>,
     /// Kubernetes or OpenShift.
@@ -62,6 +68,14 @@ impl Context {
                 instance: std::env::var("POD_NAME").ok(),
             },
         );
+        let own = crate::own::OwnKinds::new(health.clone());
+        // The Istio controller applies IstioRevisions: they are read from the shared store.
+        let children = Arc::new(
+            Children::new(&crate::run::cached_kinds(), health.clone()).with_lookup(
+                GroupVersionKind::gvk("sailoperator.io", "v1", "IstioRevision"),
+                own.revisions.lookup(),
+            ),
+        );
         let values_schemas = mizzen_api::crds::crds(&crate::crd_versions(&catalog))
             .iter()
             .map(|crd| {
@@ -74,7 +88,9 @@ impl Context {
         Self {
             values_schemas,
             reported_unknown: Default::default(),
-            applier: Applier::new(client.clone()),
+            applier: Applier::new(client.clone(), children.clone()),
+            children,
+            own,
             client,
             catalog,
             platform,

@@ -36,7 +36,6 @@
 //! refusal.
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use kube::Api;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use mizzen_api::condition_types::{READY, RECONCILED};
@@ -186,8 +185,8 @@ pub async fn daemonset(
     namespace: &str,
     name: &str,
 ) -> Result<Option<DaemonSet>, kube::Error> {
-    Api::<DaemonSet>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
+    ctx.children
+        .get::<DaemonSet>(&ctx.client, Some(namespace), name)
         .await
 }
 

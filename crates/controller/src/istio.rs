@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -24,8 +24,7 @@ use crate::inuse::ACTIVE_SINCE_ANNOTATION;
 use crate::wiring::Wiring;
 use crate::{Error, owner_of};
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Service;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::Controller;
 
 /// Default grace period before an unused inactive revision is deleted.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -158,14 +157,12 @@ pub fn prune_plan(
 
 /// The Istio controller: Istios, the revisions and Services they own.
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
-    let c = &w.client;
-    let controller = Controller::new(Api::<Istio>::all(c.clone()), watcher::Config::default())
-        .owns(
-            Api::<IstioRevision>::all(c.clone()),
-            watcher::Config::default(),
-        )
-        .owns(Api::<Service>::all(c.clone()), w.managed());
-    let _ = w.ctx.metrics.stores().istios.set(controller.store());
+    let _c = &w.client;
+    let own = &w.ctx.own;
+    let store = own.istios.store();
+    let controller = Controller::for_shared_stream(own.istios.changes(), store.clone())
+        .owns_shared_stream(own.revisions.changes())
+        .reconcile_on(w.ctx.children.owned_by(store));
     w.start("Istio", controller, reconcile)
 }
 
@@ -175,10 +172,9 @@ pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, E
     ctx.report_unknown_values(istio.as_ref(), &istio.spec.values)
         .await;
     let owner = owner_of(istio.as_ref());
-    let revisions_api: Api<IstioRevision> = Api::all(ctx.client.clone());
     let owned: Result<Vec<IstioRevision>, kube::Error> =
-        revisions_api.list(&ListParams::default()).await.map(|l| {
-            l.items
+        ctx.own.revisions.list(&ctx.client).await.map(|all| {
+            crate::own::unshared(all)
                 .into_iter()
                 .filter(|r| is_owned_by(r, &owner.uid))
                 .collect()
@@ -243,11 +239,22 @@ pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, E
     let mut owned = owned;
     if let Ok(owned) = &mut owned {
         let (delete, next) = prune_plan(owned, active.as_deref(), grace(&istio), Timestamp::now());
+        let revisions_api: Api<IstioRevision> = Api::all(ctx.client.clone());
         for rev in delete {
-            match revisions_api
-                .delete(&rev, &DeleteParams::background())
-                .await
-            {
+            // The plan was made from the shared store: the deletion only goes through if the
+            // revision is still the version the plan saw (a newer status, say InUse, wins).
+            let seen = owned.iter().find(|r| r.name_any() == rev);
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: seen.and_then(|r| r.resource_version()),
+                    uid: seen.and_then(|r| r.uid()),
+                }),
+                ..DeleteParams::background()
+            };
+            match revisions_api.delete(&rev, &params).await {
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    tracing::debug!(revision = rev, "revision changed since planned; not pruned");
+                }
                 Ok(_) => {
                     owned.retain(|r| r.name_any() != rev);
                     ctx.event(
@@ -352,7 +359,11 @@ fn stable_service(istio: &Istio, revision: &str) -> Value {
         "metadata": {
             "name": stable_service_name(&istio.name_any()),
             "namespace": istio.spec.namespace,
-            "labels": { "app": "istiod", "istio.io/rev": revision },
+            "labels": {
+                "app": "istiod",
+                "istio.io/rev": revision,
+                (mizzen_render::MANAGED_BY_LABEL): mizzen_render::MANAGED_BY,
+            },
         },
         "spec": {
             "selector": { "app": "istiod", "istio.io/rev": revision },

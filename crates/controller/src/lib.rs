@@ -3,12 +3,14 @@
 //! and status.
 
 pub mod apply;
+pub mod children;
 pub mod cni;
 pub mod context;
 pub mod dataplane;
 pub mod inuse;
 pub mod istio;
 pub mod metrics;
+pub mod own;
 pub mod permissions;
 pub mod revision;
 pub mod run;

@@ -92,12 +92,12 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
     for resource in ["clusterroles", "roles"] {
         r.add("rbac.authorization.k8s.io", resource, &["bind", "escalate"]);
     }
-    // Istio's CRDs are applied (never pruned, never deleted); mizzen's own are read to see
-    // an uninstall.
+    // Istio's CRDs are applied (never pruned, never deleted) and cached; mizzen's own are
+    // read to see an uninstall.
     r.add(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
-        &["create", "get", "patch"],
+        &["create", "get", "list", "patch", "watch"],
     );
     // The in-use index: metadata of namespaces and pods.
     r.add("", "namespaces", &["list", "watch"]);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -28,15 +28,7 @@ use crate::istio::stable_host;
 use crate::wiring::{Wiring, all_revisions};
 use crate::{Error, owner_of};
 use futures::future::BoxFuture;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::Controller;
 
 /// Every kind a revision may render; objects of these kinds that a render no longer produces
 /// are pruned.
@@ -72,50 +64,14 @@ pub fn prunable_kinds() -> Vec<GroupVersionKind> {
 /// The IstioRevision controller: revisions, their children, and everything that changes
 /// their readiness, dependencies or usage.
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
-    let c = &w.client;
-    let revisions = Controller::new(
-        Api::<IstioRevision>::all(c.clone()),
-        watcher::Config::default(),
-    );
-    let store = revisions.store();
-    let store_for_usage = store.clone();
-    let controller = revisions
-        .owns(Api::<Deployment>::all(c.clone()), w.managed())
-        .owns(Api::<Service>::all(c.clone()), w.managed())
-        .owns(Api::<ConfigMap>::all(c.clone()), w.managed())
-        .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
-        .owns(Api::<HorizontalPodAutoscaler>::all(c.clone()), w.managed())
-        .owns(Api::<PodDisruptionBudget>::all(c.clone()), w.managed())
-        .owns(Api::<NetworkPolicy>::all(c.clone()), w.managed())
-        .owns(Api::<ClusterRole>::all(c.clone()), w.managed())
-        .owns(Api::<ClusterRoleBinding>::all(c.clone()), w.managed())
-        .owns(Api::<Role>::all(c.clone()), w.managed())
-        .owns(Api::<RoleBinding>::all(c.clone()), w.managed())
-        .owns(
-            Api::<MutatingWebhookConfiguration>::all(c.clone()),
-            w.managed(),
-        )
-        .owns(
-            Api::<ValidatingWebhookConfiguration>::all(c.clone()),
-            w.managed(),
-        )
-        .watches(
-            Api::<IstioCNI>::all(c.clone()),
-            watcher::Config::default(),
-            all_revisions(store.clone()),
-        )
-        .watches(
-            Api::<ZTunnel>::all(c.clone()),
-            watcher::Config::default(),
-            all_revisions(store.clone()),
-        )
-        .watches(
-            Api::<IstioRevisionTag>::all(c.clone()),
-            watcher::Config::default(),
-            all_revisions(store),
-        )
-        .reconcile_on(w.usage_changes_of(store_for_usage, usage_fingerprints));
-    let _ = w.ctx.metrics.stores().revisions.set(controller.store());
+    let own = &w.ctx.own;
+    let store = own.revisions.store();
+    let controller = Controller::for_shared_stream(own.revisions.changes(), store.clone())
+        .reconcile_on(w.ctx.children.owned_by(store.clone()))
+        .watches_shared_stream(own.cnis.changes(), all_revisions(store.clone()))
+        .watches_shared_stream(own.ztunnels.changes(), all_revisions(store.clone()))
+        .watches_shared_stream(own.tags.changes(), all_revisions(store.clone()))
+        .reconcile_on(w.usage_changes_of(store, usage_fingerprints));
     w.start("IstioRevision", controller, reconcile)
 }
 
@@ -405,10 +361,10 @@ async fn apply_crds(
     owner: &mizzen_render::Owner,
     version: &Version,
 ) -> Result<(), Failure> {
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(ctx.client.clone());
-    let installed = crds
-        .get_opt("virtualservices.networking.istio.io")
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let installed = ctx
+        .children
+        .get::<CustomResourceDefinition>(&ctx.client, None, "virtualservices.networking.istio.io")
         .await?
         .and_then(|c| {
             c.labels()
@@ -437,8 +393,7 @@ async fn apply_crds(
 /// Upstream's name-clash rule: an IstioRevisionTag of the same name that is older (or, at the
 /// same age, has the smaller UID) wins.
 async fn check_tag_clash(rev: &IstioRevision, ctx: &Context) -> Result<(), Failure> {
-    let tags: Api<IstioRevisionTag> = Api::all(ctx.client.clone());
-    if let Some(tag) = tags.get_opt(&rev.name_any()).await?
+    if let Some(tag) = ctx.own.tags.get(&ctx.client, &rev.name_any()).await?
         && takes_precedence(tag.meta(), rev.meta())
     {
         return Err(Failure::Invalid(
@@ -481,8 +436,11 @@ async fn ready(rev: &IstioRevision, ctx: &Context) -> Condition {
         "" => "istiod".to_string(),
         r => format!("istiod-{r}"),
     };
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &rev.spec.namespace);
-    match api.get_opt(&name).await {
+    match ctx
+        .children
+        .get::<Deployment>(&ctx.client, Some(&rev.spec.namespace), &name)
+        .await
+    {
         Ok(Some(d)) => {
             ctx.metrics
                 .rollout("IstioRevision", &rev.name_any(), deployment_progress(&d));
@@ -563,12 +521,18 @@ async fn dependencies(rev: &IstioRevision, ctx: &Context) -> Condition {
         || cni_enabled == Some(true)
         || (ctx.platform == Platform::OpenShift && cni_enabled != Some(false));
     if needs_cni
-        && let Err(c) = dependency::<IstioCNI>(ctx, |c| c.status.as_ref()?.state.clone()).await
+        && let Err(c) = dependency(ctx, &ctx.own.cnis, |c: &IstioCNI| {
+            c.status.as_ref()?.state.clone()
+        })
+        .await
     {
         return c;
     }
     if ambient
-        && let Err(c) = dependency::<ZTunnel>(ctx, |z| z.status.as_ref()?.state.clone()).await
+        && let Err(c) = dependency(ctx, &ctx.own.ztunnels, |z: &ZTunnel| {
+            z.status.as_ref()?.state.clone()
+        })
+        .await
     {
         return c;
     }
@@ -577,12 +541,20 @@ async fn dependencies(rev: &IstioRevision, ctx: &Context) -> Condition {
 
 /// Whether the singleton `default` of kind `K` exists and is Healthy; otherwise the
 /// `DependenciesHealthy` condition saying why (reasons `<Kind>NotFound`, `<Kind>NotHealthy`).
-async fn dependency<K>(ctx: &Context, state: impl Fn(&K) -> Option<String>) -> Result<(), Condition>
+async fn dependency<K>(
+    ctx: &Context,
+    shared: &crate::own::Shared<K>,
+    state: impl Fn(&K) -> Option<String>,
+) -> Result<(), Condition>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
         + Clone
         + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let kind = K::kind(&());
     let unhealthy = |reason: String, message: String| {
@@ -593,7 +565,7 @@ where
             message,
         )
     };
-    match Api::<K>::all(ctx.client.clone()).get_opt("default").await {
+    match shared.get(&ctx.client, "default").await {
         Ok(None) => Err(unhealthy(
             format!("{kind}NotFound"),
             format!("{kind} default not found"),
@@ -668,35 +640,27 @@ fn usage_with<'a>(
     }
 }
 
-/// A snapshot of what can use revisions, from the caches and two small lists.
+/// A snapshot of what can use revisions, from the caches.
 async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
     // Without the IstioRevisionTag kind (its CRD removed) there are no tags.
-    let tags = match Api::<IstioRevisionTag>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => list.items,
+    let tags = match ctx.own.tags.list(&ctx.client).await {
+        Ok(tags) => tags,
         Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
         Err(e) => return Err(e),
     };
-    let revisions = Api::<IstioRevision>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    Ok(usage_with(ctx, &tags, &revisions))
+    let revisions = ctx.own.revisions.list(&ctx.client).await?;
+    Ok(usage_with(
+        ctx,
+        tags.iter().map(AsRef::as_ref),
+        revisions.iter().map(AsRef::as_ref),
+    ))
 }
 
 /// What a revision's reconcile reads from namespaces and pods, as a fingerprint per revision
 /// (its users and whether its namespace is ready), from the caches only: a namespace or pod
 /// change reconciles just the revisions whose fingerprint it changes.
 fn usage_fingerprints(ctx: &Context, revisions: &[Arc<IstioRevision>]) -> Vec<u64> {
-    let tags = ctx
-        .metrics
-        .stores()
-        .tags
-        .get()
-        .map(|s| s.state())
-        .unwrap_or_default();
+    let tags = ctx.own.tags.store().state();
     let usage = usage_with(
         ctx,
         tags.iter().map(AsRef::as_ref),

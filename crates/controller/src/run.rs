@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PartialObjectMeta};
+use kube::core::GroupVersionKind;
 use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_objects};
@@ -26,6 +27,9 @@ use crate::{Context, Error, cni, istio, revision, tag, ztunnel};
 
 /// How long running reconciles may take to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long start-up waits for the caches of rendered kinds to list; a kind not listed by
+/// then is read from the API server until its cache catches up.
+const CACHE_START: Duration = Duration::from_secs(10);
 
 /// How the operator runs.
 #[derive(Clone)]
@@ -112,6 +116,12 @@ pub async fn run(
     ));
     ns_store.wait_until_ready().await.ok();
     pod_store.wait_until_ready().await.ok();
+    ctx.children
+        .start(&client, opts.metrics.clone(), stopped.clone());
+    let late = ctx.children.wait_until_ready(CACHE_START).await;
+    if !late.is_empty() {
+        tracing::warn!(watches = ?late, "caches not listed yet; reading those kinds from the API server");
+    }
 
     let wiring = Wiring {
         client,
@@ -127,6 +137,14 @@ pub async fn run(
         cni::controller(&wiring),
         ztunnel::controller(&wiring),
     ];
+    // The controllers subscribed to their kinds' changes above; now the watches may list.
+    wiring
+        .ctx
+        .own
+        .start(&wiring.client, opts.metrics.clone(), stopped.clone());
+    if !wiring.ctx.own.wait_until_ready(CACHE_START).await {
+        tracing::warn!("mizzen's own kinds not listed yet; reading them from the API server");
+    }
     opts.health.set_started(true);
     tracing::info!("controllers running");
     // kube-runtime holds a controller's runner until its cache is first filled, even after a
@@ -146,6 +164,22 @@ pub async fn run(
     opts.health.set_started(false);
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// The kinds whose objects mizzen caches: every kind it renders, and the Istio CRDs it
+/// applies. Not the NetworkAttachmentDefinition, which only OpenShift (multus) serves: it is
+/// read from the API server.
+pub fn cached_kinds() -> Vec<GroupVersionKind> {
+    let mut kinds: Vec<GroupVersionKind> = crate::permissions::rendered_kinds()
+        .into_iter()
+        .filter(|k| k.kind != "NetworkAttachmentDefinition")
+        .collect();
+    kinds.push(GroupVersionKind::gvk(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+    ));
+    kinds
 }
 
 /// Waits until mizzen's CRDs are served; false when shut down first.

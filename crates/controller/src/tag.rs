@@ -12,16 +12,11 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
-use kube::api::Api;
 use kube::core::GroupVersionKind;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use mizzen_api::condition_types::{IN_USE, RECONCILED};
 use mizzen_api::{
@@ -71,36 +66,19 @@ pub fn prunable_kinds(tag: &str) -> Vec<GroupVersionKind> {
 /// The IstioRevisionTag controller: tags, their children, their targets, and the namespaces
 /// and pods that use them.
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
-    let c = &w.client;
-    let tags = Controller::new(
-        Api::<IstioRevisionTag>::all(c.clone()),
-        watcher::Config::default(),
-    );
-    let store = tags.store();
+    let _c = &w.client;
+    let own = &w.ctx.own;
+    let store = own.tags.store();
     let by_istio = store.clone();
     let for_usage = store.clone();
-    let _ = w.ctx.metrics.stores().tags.set(store.clone());
-    let controller = tags
-        .owns(
-            Api::<MutatingWebhookConfiguration>::all(c.clone()),
-            w.managed(),
-        )
-        .owns(Api::<Service>::all(c.clone()), w.managed())
-        .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
-        .owns(
-            Api::<ValidatingWebhookConfiguration>::all(c.clone()),
-            w.managed(),
-        )
-        .watches(
-            Api::<Istio>::all(c.clone()),
-            watcher::Config::default(),
-            move |istio: Istio| tags_where(&by_istio, |t| follows_istio(t, &istio.name_any())),
-        )
-        .watches(
-            Api::<IstioRevision>::all(c.clone()),
-            watcher::Config::default(),
-            move |rev: IstioRevision| tags_where(&store, |t| affected_by_revision(t, &rev)),
-        )
+    let controller = Controller::for_shared_stream(own.tags.changes(), store.clone())
+        .reconcile_on(w.ctx.children.owned_by(for_usage.clone()))
+        .watches_shared_stream(own.istios.changes(), move |istio: Arc<Istio>| {
+            tags_where(&by_istio, |t| follows_istio(t, &istio.name_any()))
+        })
+        .watches_shared_stream(own.revisions.changes(), move |rev: Arc<IstioRevision>| {
+            tags_where(&store, |t| affected_by_revision(t, &rev))
+        })
         .reconcile_on(w.usage_changes_of(for_usage, usage_fingerprints));
     w.start("IstioRevisionTag", controller, reconcile)
 }
@@ -276,19 +254,20 @@ pub async fn reconcile(tag: Arc<IstioRevisionTag>, ctx: Arc<Context>) -> Result<
 /// Resolves, checks, renders and applies the tag's objects.
 async fn apply(tag: &IstioRevisionTag, ctx: &Context) -> Result<Target, Failure> {
     let name = tag.name_any();
-    let revisions: Api<IstioRevision> = Api::all(ctx.client.clone());
-    check_clash(tag, revisions.get_opt(&name).await?.as_ref())?;
+    let revisions = &ctx.own.revisions;
+    check_clash(tag, revisions.get(&ctx.client, &name).await?.as_deref())?;
     let istio = match tag.spec.target_ref.kind {
         TargetKind::Istio => {
-            Api::<Istio>::all(ctx.client.clone())
-                .get_opt(&tag.spec.target_ref.name)
+            ctx.own
+                .istios
+                .get(&ctx.client, &tag.spec.target_ref.name)
                 .await?
         }
         TargetKind::IstioRevision => None,
     };
-    let revision = target_revision_name(tag, istio.as_ref())?;
-    let rev = revisions.get_opt(&revision).await?;
-    check_target(tag, &revision, rev.as_ref())?;
+    let revision = target_revision_name(tag, istio.as_deref())?;
+    let rev = revisions.get(&ctx.client, &revision).await?;
+    check_target(tag, &revision, rev.as_deref())?;
     let rev = rev.expect("checked");
     let namespace = rev.spec.namespace.clone();
     let refuse = |e: &dyn std::fmt::Display| {

@@ -128,11 +128,6 @@ impl Wiring {
             .concurrency(4)
     }
 
-    /// Watch settings for children: only objects mizzen manages.
-    pub fn managed(&self) -> watcher::Config {
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=mizzen")
-    }
-
     /// Runs `controller` with `reconcile` until shutdown: reconciles only while this process
     /// leads (all of them once when it becomes the leader), measured, with per-object
     /// exponential backoff on failure; watch failures go to the health report.
@@ -195,6 +190,13 @@ impl Wiring {
         }
         .boxed()
     }
+}
+
+/// Settings of every watch: each watch request lasts 15 to 30 minutes, drawn at random, so
+/// that the watches are not re-established together. Each re-establishment is one request,
+/// the only one an idle operator sends (docs/scale.md).
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(900 + fastrand::u32(0..900))
 }
 
 /// The watch backoff of the controllers, the namespace and pod caches and the Lease: 250 ms doubling
@@ -296,6 +298,16 @@ impl Health {
             .map(|(w, s)| format!("watch {w} failing: {}", s.error))
             .collect();
         (!failing.is_empty()).then(|| failing.join("\n"))
+    }
+
+    /// Whether watch `name` is failing now (its last error is recent and nothing succeeded
+    /// since): what it cached may be stale.
+    pub fn failing(&self, name: &str) -> bool {
+        self.watches
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .is_some_and(|s| s.failed_at.elapsed() < WATCH_FAILING_FOR)
     }
 
     /// Records a failure of watch `name`.

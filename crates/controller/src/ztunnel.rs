@@ -23,14 +23,10 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, ListParams};
 use kube::core::GroupVersionKind;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use mizzen_api::condition_types::RECONCILED;
 use mizzen_api::{Conditions, Istio, IstioRevision, TargetKind, ZTunnel, ZTunnelValues};
@@ -72,28 +68,15 @@ pub fn prunable_kinds() -> Vec<GroupVersionKind> {
 /// The ZTunnel controller: the ZTunnel, its children, the control planes it may follow, and
 /// namespaces (its namespace may appear later).
 pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
-    let c = &w.client;
-    let controller = Controller::new(Api::<ZTunnel>::all(c.clone()), watcher::Config::default());
-    let store = controller.store();
-    let controller = controller
-        .owns(Api::<DaemonSet>::all(c.clone()), w.managed())
-        .owns(Api::<ServiceAccount>::all(c.clone()), w.managed())
-        .owns(Api::<ClusterRole>::all(c.clone()), w.managed())
-        .owns(Api::<ClusterRoleBinding>::all(c.clone()), w.managed())
-        .watches(
-            Api::<Istio>::all(c.clone()),
-            watcher::Config::default(),
-            singleton,
-        )
-        .watches(
-            Api::<IstioRevision>::all(c.clone()),
-            watcher::Config::default(),
-            singleton,
-        )
+    let own = &w.ctx.own;
+    let store = own.ztunnels.store();
+    let controller = Controller::for_shared_stream(own.ztunnels.changes(), store.clone())
+        .reconcile_on(w.ctx.children.owned_by(store.clone()))
+        .watches_shared_stream(own.istios.changes(), singleton)
+        .watches_shared_stream(own.revisions.changes(), singleton)
         .reconcile_on(w.usage_changes_of(store, |ctx, objects| {
             namespace_fingerprints(ctx, objects, |o: &ZTunnel| &o.spec.namespace)
         }));
-    let _ = w.ctx.metrics.stores().ztunnels.set(controller.store());
     w.start("ZTunnel", controller, reconcile)
 }
 
@@ -200,14 +183,8 @@ async fn apply(zt: &ZTunnel, ctx: &Context, revision: &mut Option<String>) -> Ou
 async fn control_plane_objects(
     ctx: &Context,
 ) -> Result<(Vec<Istio>, Vec<IstioRevision>), kube::Error> {
-    let istios = Api::<Istio>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let revisions = Api::<IstioRevision>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let istios = crate::own::unshared(ctx.own.istios.list(&ctx.client).await?);
+    let revisions = crate::own::unshared(ctx.own.revisions.list(&ctx.client).await?);
     Ok((istios, revisions))
 }
 

@@ -1,66 +1,47 @@
 //! Server-side apply against the real local API server: create, no-op, drift repair, prune and
-//! garbage collection, with write requests counted at the HTTP level.
+//! garbage collection, with requests counted at the HTTP level; once reading live objects
+//! from the API server, once from the caches of rendered kinds.
+
+mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Requests, counting_client};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::client::ClientBuilder;
 use kube::core::GroupVersionKind;
+use mizzen_controller::Health;
 use mizzen_controller::apply::{Applier, Owner};
+use mizzen_controller::children::Children;
+use mizzen_controller::metrics::Metrics;
 use mizzen_testcluster::{TestNamespace, shared};
 use serde_json::json;
 
-/// Counts requests that are not reads (anything but GET).
-#[derive(Clone)]
-struct CountWrites<S> {
-    inner: S,
-    writes: Arc<AtomicUsize>,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for CountWrites<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if req.method() != http::Method::GET {
-            self.writes.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.call(req)
-    }
-}
-
-fn counting_client(config: kube::Config) -> (kube::Client, Arc<AtomicUsize>) {
-    let writes = Arc::new(AtomicUsize::new(0));
-    let w = writes.clone();
-    let layer = tower::layer::layer_fn(move |inner| CountWrites {
-        inner,
-        writes: w.clone(),
-    });
-    let client = ClientBuilder::try_from(config)
-        .unwrap()
-        .with_layer(&layer)
-        .build();
-    (client, writes)
+#[tokio::test]
+async fn apply_reading_from_the_api_server() {
+    scenario(false).await;
 }
 
 #[tokio::test]
-async fn apply_is_idempotent_repairs_drift_prunes_and_is_garbage_collected() {
+async fn apply_reading_from_the_caches() {
+    scenario(true).await;
+}
+
+/// Create, no-op, drift repair, prune, garbage collection. With `cached`, live objects come
+/// from watches of ConfigMaps and Services, and a no-op apply sends no request at all.
+async fn scenario(cached: bool) {
     let cluster = shared().await;
-    let ns = TestNamespace::new(cluster, "apply").await.unwrap();
+    let ns = TestNamespace::new(cluster, if cached { "apply-cached" } else { "apply" })
+        .await
+        .unwrap();
     let client = cluster.client();
-    let (counting, writes) = counting_client(cluster.kube_config());
+    let requests = Arc::new(Requests::default());
+    let counting = counting_client(cluster.kube_config(), &requests);
+    let writes = &requests.writes;
 
     // A cluster-scoped owner, like mizzen's custom resources.
     let owner_name = format!("owner-{}", ns.name());
@@ -77,18 +58,62 @@ async fn apply_is_idempotent_repairs_drift_prunes_and_is_garbage_collected() {
         uid: owner_obj.metadata.uid.clone().unwrap(),
     };
     let inventory = ("mizzen.io/owner", owner_name.as_str());
+    // Rendered objects carry mizzen's managed-by label: the caches watch only those.
+    let managed = json!({"app.kubernetes.io/managed-by": "mizzen"});
     let cm = |name: &str, v: &str| {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
-               "metadata": {"name": name, "namespace": ns.name()}, "data": {"k": v}})
+               "metadata": {"name": name, "namespace": ns.name(), "labels": managed},
+               "data": {"k": v}})
     };
     let svc = json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "istiod", "namespace": ns.name()},
+        "metadata": {"name": "istiod", "namespace": ns.name(), "labels": managed},
         "spec": {"ports": [{"name": "grpc-xds", "port": 15010}], "selector": {"app": "istiod"}}});
     let prunable = [
         GroupVersionKind::gvk("", "v1", "ConfigMap"),
         GroupVersionKind::gvk("", "v1", "Service"),
     ];
-    let applier = Applier::new(counting);
+    let children = if cached {
+        // Watched with the uncounted client: only the applier's own requests are counted.
+        let children = Arc::new(Children::new(&prunable, Arc::new(Health::default())));
+        children.start(&client, Metrics::new(&mut Default::default()), || {
+            std::future::pending::<()>()
+        });
+        assert!(
+            children
+                .wait_until_ready(Duration::from_secs(30))
+                .await
+                .is_empty()
+        );
+        children
+    } else {
+        Children::none()
+    };
+    let applier = Applier::new(counting, children.clone());
+    // Until the caches have seen an object of `kind` (with `k` = `value`, for ConfigMaps): the
+    // watch events of what was just written.
+    let cached_is = |kind: &str, name: &str, value: Option<&str>| {
+        let children = children.clone();
+        let gvk = GroupVersionKind::gvk("", "v1", kind);
+        let (name, value, ns) = (
+            name.to_owned(),
+            value.map(str::to_owned),
+            ns.name().to_owned(),
+        );
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while children
+                .live(&gvk, Some(&ns), &name)
+                .flatten()
+                .is_none_or(|o| value.as_ref().is_some_and(|v| o.data["data"]["k"] != *v))
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cache never saw {name}={value:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
 
     let first = applier
         .apply(
@@ -100,9 +125,14 @@ async fn apply_is_idempotent_repairs_drift_prunes_and_is_garbage_collected() {
         .await
         .unwrap();
     assert_eq!(first.written.len(), 3);
+    if cached {
+        cached_is("ConfigMap", "a", Some("1")).await;
+        cached_is("ConfigMap", "b", Some("1")).await;
+        cached_is("Service", "istiod", None).await;
+    }
 
-    // Nothing changed: no write request at all.
-    writes.store(0, Ordering::SeqCst);
+    // Nothing changed: no write request at all (and, from the caches, no read either).
+    requests.take();
     let again = applier
         .apply(
             &owner,
@@ -116,11 +146,13 @@ async fn apply_is_idempotent_repairs_drift_prunes_and_is_garbage_collected() {
         (again.written.len(), again.unchanged, again.pruned.len()),
         (0, 3, 0)
     );
-    assert_eq!(
-        writes.load(Ordering::SeqCst),
-        0,
-        "a no-op reconcile must write nothing"
-    );
+    let (no_writes, reads) = requests.take();
+    assert_eq!(no_writes, 0, "a no-op reconcile must write nothing");
+    if cached {
+        assert_eq!(reads, 0, "a no-op reconcile from the caches reads nothing");
+    } else {
+        assert!(reads >= 3, "without caches every object is read: {reads}");
+    }
 
     // Someone edits a field mizzen owns: the next apply repairs it, with one write.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns.name());
@@ -128,6 +160,9 @@ async fn apply_is_idempotent_repairs_drift_prunes_and_is_garbage_collected() {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "edited"}})))
         .await
         .unwrap();
+    if cached {
+        cached_is("ConfigMap", "a", Some("edited")).await;
+    }
     writes.store(0, Ordering::SeqCst);
     let repaired = applier
         .apply(
@@ -141,6 +176,22 @@ async fn apply_is_idempotent_repairs_drift_prunes_and_is_garbage_collected() {
     assert_eq!(repaired.written, [format!("/ConfigMap/{}/a", ns.name())]);
     assert_eq!(writes.load(Ordering::SeqCst), 1);
     assert_eq!(cms.get("a").await.unwrap().data.unwrap()["k"], "1");
+    if cached {
+        // At once again, before the cache has seen the repair: the applier remembers what its
+        // write returned, so it neither writes again nor reads.
+        requests.take();
+        let again = applier
+            .apply(
+                &owner,
+                inventory,
+                vec![cm("a", "1"), cm("b", "1"), svc.clone()],
+                &prunable,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.written.len(), 0, "{again:?}");
+        assert_eq!(requests.take(), (0, 0));
+    }
 
     // The render stops producing `b`: it is pruned; objects of other owners are untouched.
     let foreign = cm("foreign", "x");

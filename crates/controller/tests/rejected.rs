@@ -42,7 +42,7 @@ fn apply(cluster: &mizzen_testcluster::Cluster, manifest: &str) {
 async fn rejected_values_are_reported_once_and_not_retried() {
     let cluster = shared().await;
     install_crds(cluster, &Catalog::embedded().unwrap()).await;
-    let (_operator, writes) = start_operator_counting(cluster, Catalog::embedded().unwrap());
+    let (_operator, requests) = start_operator_counting(cluster, Catalog::embedded().unwrap());
     kubectl(cluster, &["create", "namespace", "istio-cni"]);
     apply(cluster, &cni(r#"[{"operator": "Bogus", "key": "k"}]"#));
     let cnis: Api<IstioCNI> = Api::all(cluster.client());
@@ -69,9 +69,9 @@ async fn rejected_values_are_reported_once_and_not_retried() {
     );
     assert!(events.contains("Warning"), "{events}");
     // Nothing more is sent: no retry of the rejected apply, no status churn.
-    let settled = writes.load(Ordering::SeqCst);
+    let settled = requests.writes.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let later = writes.load(Ordering::SeqCst);
+    let later = requests.writes.load(Ordering::SeqCst);
     println!(
         "writes while the spec stayed rejected for 15 s: {}",
         later - settled

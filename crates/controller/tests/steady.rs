@@ -1,11 +1,10 @@
 //! In steady state the operator writes nothing, however often it reconciles (DESIGN.md
-//! decision 3: "a no-op reconcile writes nothing"). Write requests are counted at the HTTP
-//! layer of the operator's own client. A test binary of its own, so no other test's changes
-//! cause writes.
+//! decision 3: "a no-op reconcile writes nothing"), and reads nothing either: it compares
+//! with its caches (docs/scale.md). Requests are counted at the HTTP layer of the operator's
+//! own client. A test binary of its own, so no other test's changes cause requests.
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{install_crds, kubectl, start_operator_counting};
@@ -19,7 +18,7 @@ use mizzen_testcluster::shared;
 async fn reconciles_without_changes_send_no_writes() {
     let cluster = shared().await;
     install_crds(cluster, &Catalog::embedded().unwrap()).await;
-    let (_operator, writes) = start_operator_counting(cluster, Catalog::embedded().unwrap());
+    let (_operator, requests) = start_operator_counting(cluster, Catalog::embedded().unwrap());
     kubectl(cluster, &["create", "namespace", "istio-system"]);
     kubectl(cluster, &["create", "namespace", "apps"]);
     let manifest = "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: default}\nspec: {namespace: istio-system, version: v1.27.3, profile: ambient}\n";
@@ -43,11 +42,10 @@ async fn reconciles_without_changes_send_no_writes() {
         ],
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let installed = writes.load(Ordering::SeqCst);
-    println!("writes to install the control plane: {installed}");
+    let (installed, reads) = requests.take();
+    println!("requests to install the control plane: {installed} writes, {reads} reads");
 
     // Things that make every controller reconcile, without changing anything it renders.
-    writes.store(0, Ordering::SeqCst);
     kubectl(cluster, &["annotate", "istio", "default", "touched=1"]);
     kubectl(
         cluster,
@@ -77,14 +75,18 @@ async fn reconciles_without_changes_send_no_writes() {
     );
     kubectl(cluster, &["label", "namespace", "apps", "team=a"]);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = writes.load(Ordering::SeqCst);
-    println!("writes during 5 s of no-op reconciles: {idle}");
+    let paths = requests.read_paths.lock().unwrap().clone();
+    let (idle, reads) = requests.take();
+    println!("requests during 5 s of no-op reconciles: {idle} writes, {reads} reads");
     assert_eq!(idle, 0, "no-op reconciles must not write");
+    assert_eq!(
+        reads, 0,
+        "no-op reconciles read from the caches, not the API server: {paths:?}"
+    );
 
     // Another manager adds an entry to a list mizzen renders (an env var on istiod): it is
     // theirs under server-side apply, so mizzen leaves it and sends nothing, however often
     // it reconciles (README, "Differences from upstream").
-    writes.store(0, Ordering::SeqCst);
     kubectl(
         cluster,
         &[
@@ -101,9 +103,11 @@ async fn reconciles_without_changes_send_no_writes() {
         &["label", "namespace", "apps", "team=b", "--overwrite"],
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let foreign = writes.load(Ordering::SeqCst);
-    println!("writes after a foreign env var was added: {foreign}");
+    let paths = requests.read_paths.lock().unwrap().clone();
+    let (foreign, reads) = requests.take();
+    println!("requests after a foreign env var was added: {foreign} writes, {reads} reads");
     assert_eq!(foreign, 0, "a foreign list entry must not cause writes");
+    assert_eq!(reads, 0, "nor reads: {paths:?}");
     let env = kubectl(
         cluster,
         &[
@@ -139,6 +143,7 @@ async fn reconciles_without_changes_send_no_writes() {
     }
 
     // A real change is written (the counter can count).
+    requests.take();
     kubectl(
         cluster,
         &[
@@ -151,7 +156,7 @@ async fn reconciles_without_changes_send_no_writes() {
         ],
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(writes.load(Ordering::SeqCst) > 0);
+    assert!(requests.take().0 > 0);
 }
 
 /// Deletes `name` and returns the seconds until an object of that name with another UID

@@ -60,13 +60,10 @@ pub fn start_operator(cluster: &Cluster, catalog: Catalog) -> Operator {
     start_operator_counting(cluster, catalog).0
 }
 
-/// Like [`start_operator`], also counting the operator's write requests (anything but GET).
-pub fn start_operator_counting(
-    cluster: &Cluster,
-    catalog: Catalog,
-) -> (Operator, Arc<AtomicUsize>) {
-    let writes = Arc::new(AtomicUsize::new(0));
-    let counter = writes.clone();
+/// Like [`start_operator`], also counting the operator's requests.
+pub fn start_operator_counting(cluster: &Cluster, catalog: Catalog) -> (Operator, Arc<Requests>) {
+    let counts = Arc::new(Requests::default());
+    let counted = counts.clone();
     let config = cluster.kube_config();
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -78,14 +75,7 @@ pub fn start_operator_counting(
             .build()
             .unwrap();
         rt.block_on(async move {
-            let layer = tower::layer::layer_fn(move |inner| CountWrites {
-                inner,
-                writes: counter.clone(),
-            });
-            let client = kube::client::ClientBuilder::try_from(config)
-                .unwrap()
-                .with_layer(&layer)
-                .build();
+            let client = counting_client(config, &counted);
             let (_leader_tx, leader) = tokio::sync::watch::channel(true);
             let opts = RunOptions {
                 catalog: Arc::new(catalog),
@@ -102,10 +92,10 @@ pub fn start_operator_counting(
         });
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while health.not_ready().is_some() {
+    while let Some(why) = health.not_ready() {
         assert!(
             std::time::Instant::now() < deadline,
-            "operator did not start"
+            "operator did not start: {why}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -114,18 +104,40 @@ pub fn start_operator_counting(
             stop: Some(stop_tx),
             thread: Some(thread),
         },
-        writes,
+        counts,
     )
 }
 
-/// A tower service that counts requests that are not reads.
-#[derive(Clone)]
-pub struct CountWrites<S> {
-    inner: S,
-    writes: Arc<AtomicUsize>,
+/// Requests a client sent, counted at its HTTP layer.
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// Anything but GET.
+    pub writes: AtomicUsize,
+    /// GETs that are not watches (gets and lists).
+    pub reads: AtomicUsize,
+    /// The paths of the reads since the last [`Requests::take`], for messages.
+    pub read_paths: Mutex<Vec<String>>,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for CountWrites<S>
+impl Requests {
+    /// Both counts, then zeroes them.
+    pub fn take(&self) -> (usize, usize) {
+        self.read_paths.lock().unwrap().clear();
+        (
+            self.writes.swap(0, Ordering::SeqCst),
+            self.reads.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+/// A tower service that counts requests into [`Requests`].
+#[derive(Clone)]
+pub struct CountRequests<S> {
+    inner: S,
+    counts: Arc<Requests>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for CountRequests<S>
 where
     S: tower::Service<http::Request<B>>,
 {
@@ -141,11 +153,33 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let watch = req.uri().query().is_some_and(|q| q.contains("watch=true"));
         if req.method() != http::Method::GET {
-            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.counts.writes.fetch_add(1, Ordering::SeqCst);
+        } else if !watch {
+            self.counts.reads.fetch_add(1, Ordering::SeqCst);
+            self.counts
+                .read_paths
+                .lock()
+                .unwrap()
+                .push(req.uri().to_string());
         }
         self.inner.call(req)
     }
+}
+
+/// A client of `config` whose requests are counted into `counts`. Build it on the runtime
+/// that uses it: the client's request buffer runs there.
+pub fn counting_client(config: kube::Config, counts: &Arc<Requests>) -> kube::Client {
+    let c = counts.clone();
+    let layer = tower::layer::layer_fn(move |inner| CountRequests {
+        inner,
+        counts: c.clone(),
+    });
+    kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&layer)
+        .build()
 }
 
 static SHARED_OPERATOR: OnceLock<Mutex<Option<Operator>>> = OnceLock::new();
