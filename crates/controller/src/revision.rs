@@ -336,7 +336,6 @@ async fn apply(rev: &IstioRevision, ctx: &Context) -> Result<(), Failure> {
                 .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?,
         );
     }
-    apply_crds(ctx, &owner, &resolved.version).await?;
     let inventory = owner.label();
     ctx.applier
         .apply(
@@ -346,6 +345,9 @@ async fn apply(rev: &IstioRevision, ctx: &Context) -> Result<(), Failure> {
             &prunable_kinds(),
         )
         .await?;
+    // After istiod's objects: a version change updates about 20 CRDs, and istiod's new pods
+    // take far longer to start than these writes, so nothing waits on them (docs/scale.md).
+    apply_crds(ctx, &owner, &resolved.version).await?;
     Ok(())
 }
 
