@@ -14,6 +14,7 @@ pub mod revision;
 pub mod run;
 pub mod tag;
 pub mod wiring;
+pub mod workloads;
 pub mod ztunnel;
 
 use kube::{Resource, ResourceExt};
