@@ -89,6 +89,15 @@ async fn scenario(cached: bool) {
         Children::none()
     };
     let applier = Applier::new(counting, children.clone());
+    // The desired set of most steps: ConfigMaps a and b, and the Service.
+    let apply_abc = || {
+        applier.apply(
+            &owner,
+            inventory,
+            vec![cm("a", "1"), cm("b", "1"), svc.clone()],
+            &prunable,
+        )
+    };
     // Until the caches have seen an object of `kind` (with `k` = `value`, for ConfigMaps): the
     // watch events of what was just written.
     let cached_is = |kind: &str, name: &str, value: Option<&str>| {
@@ -115,15 +124,7 @@ async fn scenario(cached: bool) {
         }
     };
 
-    let first = applier
-        .apply(
-            &owner,
-            inventory,
-            vec![cm("a", "1"), cm("b", "1"), svc.clone()],
-            &prunable,
-        )
-        .await
-        .unwrap();
+    let first = apply_abc().await.unwrap();
     assert_eq!(first.written.len(), 3);
     if cached {
         cached_is("ConfigMap", "a", Some("1")).await;
@@ -133,15 +134,7 @@ async fn scenario(cached: bool) {
 
     // Nothing changed: no write request at all (and, from the caches, no read either).
     requests.take();
-    let again = applier
-        .apply(
-            &owner,
-            inventory,
-            vec![cm("a", "1"), cm("b", "1"), svc.clone()],
-            &prunable,
-        )
-        .await
-        .unwrap();
+    let again = apply_abc().await.unwrap();
     assert_eq!(
         (again.written.len(), again.unchanged, again.pruned.len()),
         (0, 3, 0)
@@ -164,15 +157,7 @@ async fn scenario(cached: bool) {
         cached_is("ConfigMap", "a", Some("edited")).await;
     }
     writes.store(0, Ordering::SeqCst);
-    let repaired = applier
-        .apply(
-            &owner,
-            inventory,
-            vec![cm("a", "1"), cm("b", "1"), svc.clone()],
-            &prunable,
-        )
-        .await
-        .unwrap();
+    let repaired = apply_abc().await.unwrap();
     assert_eq!(repaired.written, [format!("/ConfigMap/{}/a", ns.name())]);
     assert_eq!(writes.load(Ordering::SeqCst), 1);
     assert_eq!(cms.get("a").await.unwrap().data.unwrap()["k"], "1");
@@ -180,15 +165,7 @@ async fn scenario(cached: bool) {
         // At once again, before the cache has seen the repair: the applier remembers what its
         // write returned, so it neither writes again nor reads.
         requests.take();
-        let again = applier
-            .apply(
-                &owner,
-                inventory,
-                vec![cm("a", "1"), cm("b", "1"), svc.clone()],
-                &prunable,
-            )
-            .await
-            .unwrap();
+        let again = apply_abc().await.unwrap();
         assert_eq!(again.written.len(), 0, "{again:?}");
         assert_eq!(requests.take(), (0, 0));
     }

@@ -6,100 +6,17 @@
 mod common;
 
 use common::*;
-use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use mizzen_controller::permissions::{Request, allows};
 use mizzen_testcluster::shared;
-
-/// The objects of `mizzen manifests`, as JSON.
-fn manifests() -> Vec<serde_json::Value> {
-    serde_saphyr::from_multiple(&String::from_utf8(mizzen(&["manifests"])).unwrap()).unwrap()
-}
 
 #[tokio::test]
 async fn seed_procedures_as_the_shipped_service_account() {
     let cluster = shared().await;
     install_crds(cluster);
-    let objects = manifests();
-    let kind = |o: &serde_json::Value| o["kind"].as_str().unwrap_or_default().to_owned();
-    let rbac: Vec<&serde_json::Value> = objects
-        .iter()
-        .filter(|o| {
-            matches!(
-                kind(o).as_str(),
-                "Namespace"
-                    | "ServiceAccount"
-                    | "ClusterRole"
-                    | "ClusterRoleBinding"
-                    | "Role"
-                    | "RoleBinding"
-            )
-        })
-        .collect();
-    let stream: String = rbac
-        .iter()
-        .map(|o| format!("---\n{}\n", serde_json::to_string(o).unwrap()))
-        .collect();
-    kubectl_stdin(
-        cluster,
-        &["apply", "--server-side", "-f", "-"],
-        Some(stream.as_bytes()),
-    );
-    let sa = rbac
-        .iter()
-        .find(|o| kind(o) == "ServiceAccount")
-        .expect("the manifests have a ServiceAccount");
-    let (sa_name, namespace) = (
-        sa["metadata"]["name"].as_str().unwrap(),
-        sa["metadata"]["namespace"].as_str().unwrap(),
-    );
-    let mut rules = Vec::new();
-    for o in &rbac {
-        match kind(o).as_str() {
-            "ClusterRole" => rules.extend(
-                serde_json::from_value::<ClusterRole>((*o).clone())
-                    .unwrap()
-                    .rules
-                    .unwrap_or_default(),
-            ),
-            "Role" => rules.extend(
-                serde_json::from_value::<Role>((*o).clone())
-                    .unwrap()
-                    .rules
-                    .unwrap_or_default(),
-            ),
-            _ => {}
-        }
-    }
-
-    // A kubeconfig with the ServiceAccount's token instead of the admin's certificate.
-    let token = kubectl(
-        cluster,
-        &["create", "token", sa_name, "-n", namespace, "--duration=2h"],
-    );
+    let identity = ShippedIdentity::create(cluster, |_| {});
+    let (namespace, sa_name, rules) = (&identity.namespace, &identity.account, &identity.rules);
+    let kc = identity.kubeconfig();
     let dir = tempfile::tempdir().unwrap();
-    let kc = dir.path().join("kubeconfig");
-    std::fs::copy(cluster.kubeconfig_path(), &kc).unwrap();
-    let kc_arg = format!("--kubeconfig={}", kc.display());
-    kubectl(
-        cluster,
-        &[
-            &kc_arg,
-            "config",
-            "set-credentials",
-            "operator",
-            &format!("--token={}", token.trim()),
-        ],
-    );
-    kubectl(
-        cluster,
-        &[
-            &kc_arg,
-            "config",
-            "set-context",
-            "--current",
-            "--user=operator",
-        ],
-    );
     let op = Operator::start_with(
         "mizzen-0",
         &kc,
@@ -145,7 +62,7 @@ async fn seed_procedures_as_the_shipped_service_account() {
             subresource: Some(l["subresource"].clone()).filter(|s| !s.is_empty()),
             name: None,
         };
-        if !allows(&rules, &req) {
+        if !allows(rules, &req) {
             unlisted.push(req);
         }
     }

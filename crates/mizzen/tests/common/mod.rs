@@ -408,3 +408,105 @@ pub fn helm(cluster: &Cluster, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The install manifests' ServiceAccount and roles applied to the cluster (after `adjust` has
+/// had its way with each role object), and a kubeconfig that authenticates as that account.
+pub struct ShippedIdentity {
+    /// The manifests' namespace.
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub account: String,
+    /// The rules of its ClusterRole and Role, as applied.
+    pub rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+    dir: tempfile::TempDir,
+}
+
+impl ShippedIdentity {
+    /// Applies the manifests' Namespace, ServiceAccount and RBAC, each role through `adjust`.
+    pub fn create(cluster: &Cluster, adjust: impl Fn(&mut serde_json::Value)) -> Self {
+        let objects: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&String::from_utf8(mizzen(&["manifests"])).unwrap())
+                .unwrap();
+        let kind = |o: &serde_json::Value| o["kind"].as_str().unwrap_or_default().to_owned();
+        let mut rbac: Vec<serde_json::Value> = objects
+            .into_iter()
+            .filter(|o| {
+                matches!(
+                    kind(o).as_str(),
+                    "Namespace"
+                        | "ServiceAccount"
+                        | "ClusterRole"
+                        | "ClusterRoleBinding"
+                        | "Role"
+                        | "RoleBinding"
+                )
+            })
+            .collect();
+        let mut rules = Vec::new();
+        for o in &mut rbac {
+            if matches!(kind(o).as_str(), "ClusterRole" | "Role") {
+                adjust(o);
+                let role_rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =
+                    serde_json::from_value(o["rules"].clone()).unwrap_or_default();
+                rules.extend(role_rules);
+            }
+        }
+        let stream: String = rbac
+            .iter()
+            .map(|o| format!("---\n{}\n", serde_json::to_string(o).unwrap()))
+            .collect();
+        kubectl_stdin(
+            cluster,
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(stream.as_bytes()),
+        );
+        let sa = rbac
+            .iter()
+            .find(|o| kind(o) == "ServiceAccount")
+            .expect("the manifests have a ServiceAccount");
+        let account = sa["metadata"]["name"].as_str().unwrap().to_owned();
+        let namespace = sa["metadata"]["namespace"].as_str().unwrap().to_owned();
+        // A kubeconfig with the ServiceAccount's token instead of the admin's certificate.
+        let token = kubectl(
+            cluster,
+            &[
+                "create",
+                "token",
+                &account,
+                "-n",
+                &namespace,
+                "--duration=2h",
+            ],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let kc = dir.path().join("kubeconfig");
+        std::fs::copy(cluster.kubeconfig_path(), &kc).unwrap();
+        let kc_arg = format!("--kubeconfig={}", kc.display());
+        let set_token = format!("--token={}", token.trim());
+        kubectl(
+            cluster,
+            &[&kc_arg, "config", "set-credentials", "operator", &set_token],
+        );
+        kubectl(
+            cluster,
+            &[
+                &kc_arg,
+                "config",
+                "set-context",
+                "--current",
+                "--user=operator",
+            ],
+        );
+        Self {
+            namespace,
+            account,
+            rules,
+            dir,
+        }
+    }
+
+    /// The kubeconfig authenticating as the ServiceAccount.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+}
