@@ -88,7 +88,7 @@ async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
         get(port, "/readyz").is_some_and(|l| l.contains("503"))
     });
     let (_, body) = http_get(port, "/readyz").unwrap();
-    assert!(body.contains("watch ZTunnel failing"), "{body}");
+    assert!(body.contains("watch ztunnels failing"), "{body}");
 
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
