@@ -599,6 +599,24 @@ pub fn unknown_keys(values: &Value, schema: &Value) -> Vec<String> {
     out
 }
 
+/// The part of an OpenAPI schema that [`unknown_keys`] reads: `properties` and `items`, down
+/// the tree, without descriptions, types or rules. The published `spec.values` schemas are
+/// hundreds of kilobytes of YAML, megabytes as JSON values; the operator keeps this instead.
+pub fn key_tree(schema: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        let tree = props
+            .iter()
+            .map(|(k, s)| (k.clone(), key_tree(s)))
+            .collect();
+        out.insert("properties".into(), Value::Object(tree));
+    }
+    if let Some(items) = schema.get("items") {
+        out.insert("items".into(), key_tree(items));
+    }
+    Value::Object(out)
+}
+
 fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
     let join = |k: &str| {
         if path.is_empty() {

@@ -2,7 +2,7 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use mizzen_api::crds::{VersionEnums, crds, values_schema};
-use mizzen_api::values::unknown_keys;
+use mizzen_api::values::{key_tree, unknown_keys};
 use serde_json::{Value, json};
 use std::sync::LazyLock;
 
@@ -305,6 +305,9 @@ fn unknown_values_keys_are_named_using_the_published_schema() {
     });
     let mut got = unknown_keys(&values, &schema);
     got.sort();
+    let mut from_tree = unknown_keys(&values, &key_tree(&schema));
+    from_tree.sort();
+    assert_eq!(from_tree, got, "the key tree answers as the whole schema");
     assert_eq!(
         got,
         [

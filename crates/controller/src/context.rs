@@ -43,7 +43,8 @@ pub struct Context {
     pub health: Arc<crate::wiring::Health>,
     /// Consecutive failures per object, for the retry backoff.
     pub(crate) retries: crate::wiring::Retries,
-    /// The published `spec.values` schema of each kind (for naming keys mizzen ignores).
+    /// The key tree of the published `spec.values` schema of each kind (for naming keys mizzen
+    /// ignores).
     values_schemas: std::collections::HashMap<String, serde_json::Value>,
     /// The unknown keys last reported per object UID, so each set is reported once.
     reported_unknown: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
@@ -79,7 +80,7 @@ impl Context {
             .map(|crd| {
                 (
                     crd.spec.names.kind.clone(),
-                    mizzen_api::crds::values_schema(crd),
+                    mizzen_api::values::key_tree(&mizzen_api::crds::values_schema(crd)),
                 )
             })
             .collect();
