@@ -64,6 +64,9 @@ fn version() -> String {
 fn main() -> anyhow::Result<()> {
     let matches = Cli::command().version(version()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if matches!(cli.command, Command::Run(_)) {
+        mizzen_runtime::limit_malloc_arenas();
+    }
     mizzen_runtime::init_logging(match cli.log_format {
         LogFormat::Text => mizzen_runtime::LogFormat::Text,
         LogFormat::Json => mizzen_runtime::LogFormat::Json,
