@@ -1,13 +1,14 @@
 //! What every reconciler shares: the client, the applier, the catalog, the platform, event
-//! publishing, the index of namespaces and pods, and small status helpers.
+//! publishing, metadata caches of namespaces and pods, and small status helpers.
 
 use std::sync::Arc;
 
 use jiff::{Timestamp, Unit};
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use mizzen_catalog::Catalog;
 use mizzen_render::Platform;
@@ -16,7 +17,6 @@ use serde::de::DeserializeOwned;
 
 use crate::apply::Applier;
 use crate::children::Children;
-use crate::workloads::{NamespaceState, Workloads};
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -34,9 +34,10 @@ pub struct Context {
     pub platform: Platform,
     /// Event publishing.
     pub recorder: Recorder,
-    /// Every namespace and the non-terminal pods that can use a revision, as the in-use
-    /// rules read them.
-    pub workloads: Arc<Workloads>,
+    /// Metadata of every namespace.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Metadata of every pod that is not in a terminal phase.
+    pub pods: Store<PartialObjectMeta<Pod>>,
     /// The controllers' metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Watch and start-up health.
@@ -51,12 +52,13 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context over `workloads`, which [`crate::run`] fills.
+    /// A context with empty caches; [`crate::run`] fills them.
     pub fn new(
         client: Client,
         catalog: Arc<Catalog>,
         platform: Platform,
-        workloads: Arc<Workloads>,
+        namespaces: Store<PartialObjectMeta<Namespace>>,
+        pods: Store<PartialObjectMeta<Pod>>,
         metrics: Arc<crate::metrics::Metrics>,
         health: Arc<crate::wiring::Health>,
     ) -> Self {
@@ -94,7 +96,8 @@ impl Context {
             catalog,
             platform,
             recorder,
-            workloads,
+            namespaces,
+            pods,
             metrics,
             health,
             retries: Default::default(),
@@ -178,12 +181,19 @@ impl Context {
 
     /// Whether namespace `name` exists and is not being deleted.
     pub fn namespace_ready(&self, name: &str) -> Result<(), String> {
-        match self.workloads.namespace(name) {
-            NamespaceState::Missing => Err(format!(
+        let found = self
+            .namespaces
+            .state()
+            .into_iter()
+            .find(|n| n.name_any() == name);
+        match found {
+            None => Err(format!(
                 "namespace \"{name}\" doesn't exist; create it and mizzen continues"
             )),
-            NamespaceState::Deleting => Err(format!("namespace \"{name}\" is being deleted")),
-            NamespaceState::Present => Ok(()),
+            Some(n) if n.metadata.deletion_timestamp.is_some() => {
+                Err(format!("namespace \"{name}\" is being deleted"))
+            }
+            Some(_) => Ok(()),
         }
     }
 }
