@@ -120,8 +120,7 @@ where
 
     /// Every object, from the store; `None` while it has not listed or its watch is failing.
     pub fn listed(&self) -> Option<Vec<Arc<K>>> {
-        let ready = self.store.wait_until_ready().now_or_never().is_some();
-        (ready && !self.health.failing(&self.watch)).then(|| self.store.state())
+        trusted(&self.store, &self.health, &self.watch).then(|| self.store.state())
     }
 
     /// Every object: from the store, or from the API server when the store cannot answer.
@@ -140,7 +139,7 @@ where
 
     /// Object `name`: from the store, or from the API server when the store cannot answer.
     pub async fn get(&self, client: &Client, name: &str) -> kube::Result<Option<Arc<K>>> {
-        if self.listed().is_some() {
+        if trusted(&self.store, &self.health, &self.watch) {
             return Ok(self.store.get(&ObjectRef::new(name)));
         }
         Ok(Api::<K>::all(client.clone())
@@ -153,8 +152,7 @@ where
     pub fn lookup(&self) -> crate::children::Lookup {
         let (store, health, watch) = (self.store.clone(), self.health.clone(), self.watch.clone());
         Box::new(move |name| {
-            let ready = store.wait_until_ready().now_or_never().is_some();
-            if !ready || health.failing(&watch) {
+            if !trusted(&store, &health, &watch) {
                 return None;
             }
             let found = store.get(&ObjectRef::new(name))?;
@@ -171,6 +169,14 @@ where
     async fn wait_until_ready(&self) {
         let _ = self.store.wait_until_ready().await;
     }
+}
+
+/// Whether `store` can answer: it has listed, and its watch `watch` is not failing.
+fn trusted<K>(store: &Store<K>, health: &Health, watch: &str) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store.wait_until_ready().now_or_never().is_some() && !health.failing(watch)
 }
 
 /// Owned copies of shared objects, for the pure functions that take slices.
