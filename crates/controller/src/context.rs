@@ -183,9 +183,7 @@ impl Context {
     pub fn namespace_ready(&self, name: &str) -> Result<(), String> {
         let found = self
             .namespaces
-            .state()
-            .into_iter()
-            .find(|n| n.name_any() == name);
+            .get(&kube::runtime::reflector::ObjectRef::new(name));
         match found {
             None => Err(format!(
                 "namespace \"{name}\" doesn't exist; create it and mizzen continues"

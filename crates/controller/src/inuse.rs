@@ -194,12 +194,13 @@ impl Usage {
             .iter()
             .map(|n| (n.name.as_str(), n))
             .collect();
-        let mut users = Vec::new();
-        for (tag, target) in &self.tags {
-            if references && target == revision {
-                users.push(format!("IstioRevisionTag {tag}"));
-            }
-        }
+        let mut users: Vec<String> = self
+            .tags
+            .iter()
+            .filter(|(_, target)| references && target == revision)
+            .map(|(tag, _)| format!("IstioRevisionTag {tag}"))
+            .collect();
+        users.sort();
         // A tag name used in a label stands for its target.
         let resolve = |name: &str| -> bool {
             name == revision
@@ -263,6 +264,9 @@ impl Usage {
                 users.push(format!("pod {}/{}", pod.namespace, pod.name));
             }
         }
+        // The caches hold no order: sorted, the answer (and the status written from it)
+        // does not change while its inputs do not ("namespace" sorts before "pod").
+        users.sort();
         users
     }
 
@@ -272,12 +276,12 @@ impl Usage {
         revision: &str,
         namespaces: &BTreeMap<&str, &NamespaceInfo>,
     ) -> Vec<String> {
-        let bound: Vec<&PodInfo> = self
+        let Some(zt) = self
             .pods
             .iter()
             .filter(|p| p.ztunnel && self.ztunnel_binding(p).as_deref() == Some(revision))
-            .collect();
-        let Some(zt) = bound.first() else {
+            .min_by_key(|p| (&p.namespace, &p.name))
+        else {
             return Vec::new();
         };
         let via = format!("(through ztunnel pod {}/{})", zt.namespace, zt.name);
@@ -296,6 +300,7 @@ impl Usage {
                 .filter(|p| is_ambient(p, namespaces))
                 .map(|p| format!("ambient pod {}/{} {via}", p.namespace, p.name)),
         );
+        users.sort();
         users
     }
 }
@@ -409,6 +414,38 @@ mod tests {
             u.users_of("default-v1-27-1"),
             ["IstioRevisionTag prod", "namespace app"]
         );
+    }
+
+    #[test]
+    fn the_answer_does_not_depend_on_the_order_of_the_caches() {
+        // The caches (reflector stores) hand out their objects in no particular order; a
+        // status written from the answer must not change with it.
+        let zt = |name: &str| {
+            let mut p = pod("ztunnel", name, &[], &[(FOLLOWS_ISTIO_ANNOTATION, "i")]);
+            p.ztunnel = true;
+            p
+        };
+        let mut u = Usage {
+            namespaces: vec![
+                ns("b", &[("istio.io/rev", "r")]),
+                ns("a", &[("istio.io/rev", "r")]),
+                ns("m", &[("istio.io/dataplane-mode", "ambient")]),
+                ns("ztunnel", &[]),
+            ],
+            pods: vec![zt("ztunnel-b"), zt("ztunnel-a")],
+            tags: vec![("t2".into(), "r".into()), ("t1".into(), "r".into())],
+            revisions: vec![rev("r", "i", "2026-01-01T00:00:00Z")],
+        };
+        let first = u.users_of("r");
+        assert_eq!(first[..2], ["IstioRevisionTag t1", "IstioRevisionTag t2"]);
+        assert_eq!(first[2..4], ["namespace a", "namespace b"]);
+        assert!(
+            first.contains(&"ambient namespace m (through ztunnel pod ztunnel/ztunnel-a)".into())
+        );
+        u.namespaces.reverse();
+        u.pods.reverse();
+        u.tags.reverse();
+        assert_eq!(u.users_of("r"), first);
     }
 
     #[test]

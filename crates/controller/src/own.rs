@@ -118,9 +118,15 @@ where
         });
     }
 
-    /// Every object, from the store; `None` while it has not listed or its watch is failing.
+    /// Every object, from the store, sorted by name as the API server lists them (a store
+    /// holds no order, and statuses written from a list must not change with it); `None`
+    /// while it has not listed or its watch is failing.
     pub fn listed(&self) -> Option<Vec<Arc<K>>> {
-        trusted(&self.store, &self.health, &self.watch).then(|| self.store.state())
+        trusted(&self.store, &self.health, &self.watch).then(|| {
+            let mut all = self.store.state();
+            all.sort_by_key(|o| o.name_any());
+            all
+        })
     }
 
     /// Every object: from the store, or from the API server when the store cannot answer.

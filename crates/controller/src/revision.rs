@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -645,23 +645,12 @@ fn usage_with<'a>(
 /// A snapshot of what can use revisions, from the caches.
 async fn usage(ctx: &Context) -> Result<Usage, kube::Error> {
     // Without the IstioRevisionTag kind (its CRD removed) there are no tags.
-    // Read from the API server, not the shared stores: from the stores, a revision's InUse
-    // sometimes kept a tag that had moved on (tags.rs, floating tag), a race not found yet.
-    let tags = match Api::<IstioRevisionTag>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => list.items.into_iter().map(Arc::new).collect::<Vec<_>>(),
+    let tags = match ctx.own.tags.list(&ctx.client).await {
+        Ok(tags) => tags,
         Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
         Err(e) => return Err(e),
     };
-    let revisions: Vec<Arc<IstioRevision>> = Api::<IstioRevision>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let revisions = ctx.own.revisions.list(&ctx.client).await?;
     Ok(usage_with(
         ctx,
         tags.iter().map(AsRef::as_ref),

@@ -62,6 +62,10 @@ pub fn start_operator(cluster: &Cluster, catalog: Catalog) -> Operator {
 
 /// Like [`start_operator`], also counting the operator's requests.
 pub fn start_operator_counting(cluster: &Cluster, catalog: Catalog) -> (Operator, Arc<Requests>) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let counts = Arc::new(Requests::default());
     let counted = counts.clone();
     let config = cluster.kube_config();
