@@ -117,9 +117,6 @@ pub struct Applier {
     /// Per owner UID: the hash of a desired set the API server rejected, and the rejection.
     /// The same set is not sent again (it would be rejected again); a changed one is.
     rejected: Mutex<HashMap<String, Rejection>>,
-    /// Per object key: what the last write of a cached kind returned, until the cache holds
-    /// that version or a newer one.
-    written: Mutex<HashMap<String, Arc<DynamicObject>>>,
     /// Kinds the cluster did not serve, and when that was last asked.
     not_served: Mutex<HashMap<GroupVersionKind, Instant>>,
 }
@@ -136,7 +133,6 @@ impl Applier {
             children,
             resources: Mutex::new(HashMap::new()),
             rejected: Mutex::new(HashMap::new()),
-            written: Mutex::new(HashMap::new()),
             not_served: Mutex::new(HashMap::new()),
         }
     }
@@ -158,29 +154,6 @@ impl Applier {
             not_served.insert(gvk.clone(), Instant::now());
         }
         served
-    }
-
-    /// The live object from the caches (the newer of the cached copy and this applier's
-    /// last write), or `None` when the API server must be asked.
-    fn cached(&self, gvk: &GroupVersionKind, key: &str, obj: &Value) -> Option<Arc<DynamicObject>> {
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-        let found = self
-            .children
-            .live(gvk, obj["metadata"]["namespace"].as_str(), name);
-        let mut written = self.written.lock().expect("not poisoned");
-        let Some(Some(cached)) = found else {
-            // Not in the cache: created a moment ago, or deleted since the last write.
-            written.remove(key);
-            return None;
-        };
-        match written.get(key) {
-            Some(w) if resource_version(w) > resource_version(&cached) => Some(w.clone()),
-            Some(_) => {
-                written.remove(key);
-                Some(cached)
-            }
-            None => Some(cached),
-        }
     }
 
     /// Applies `desired` for `owner`, then deletes every object of the `prunable` kinds that
@@ -247,7 +220,11 @@ impl Applier {
                 .unwrap_or_default()
                 .to_string();
             keep.insert(key.clone());
-            let live = match self.cached(&gvk, &key, &obj) {
+            let cached = self
+                .children
+                .live(&gvk, obj["metadata"]["namespace"].as_str(), &name)
+                .flatten();
+            let live = match cached {
                 Some(cached) => Some(cached),
                 None => api
                     .get_opt(&name)
@@ -268,7 +245,7 @@ impl Applier {
                     Some(path) => tracing::debug!(key, path, "live object differs; applying"),
                 }
             }
-            let mut written = api
+            let written = api
                 .patch(
                     &name,
                     &PatchParams::apply(FIELD_MANAGER).force(),
@@ -288,13 +265,7 @@ impl Applier {
                         source,
                     },
                 })?;
-            if self.children.caches(&gvk) {
-                written.managed_fields_mut().clear();
-                self.written
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(key.clone(), Arc::new(written));
-            }
+            self.children.wrote(&gvk, written);
             report.written.push(key);
         }
         let Some((_, inventory)) = owner else {
@@ -362,7 +333,7 @@ impl Applier {
                         });
                     }
                 }
-                self.written.lock().expect("not poisoned").remove(&key);
+                self.children.forget(gvk, ns.as_deref(), &name);
                 report.pruned.push(key);
             }
         }
@@ -417,15 +388,6 @@ fn prepare(obj: &mut Value, owner: Option<(&Owner, (&str, &str))>) {
     }
     let hash = content_hash(obj);
     obj["metadata"]["annotations"][HASH_ANNOTATION] = json!(hash);
-}
-
-/// An object's resourceVersion as a number (etcd's revision), 0 when it is not one.
-fn resource_version(obj: &DynamicObject) -> u64 {
-    obj.metadata
-        .resource_version
-        .as_deref()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A stable hash of an object's JSON (serde_json maps are sorted).

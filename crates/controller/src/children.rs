@@ -57,13 +57,34 @@ struct Cache {
 /// [`Children::live`] does.
 pub type Lookup = Box<dyn Fn(&str) -> Option<Option<Arc<DynamicObject>>> + Send + Sync>;
 
+/// An object's identity in [`Children::written`]: kind, namespace, name.
+type WrittenKey = (GroupVersionKind, Option<String>, String);
+
 /// The caches of every rendered kind.
 pub struct Children {
     kinds: HashMap<GroupVersionKind, Arc<Cache>>,
     /// Cluster-scoped kinds the applier writes whose cache is kept elsewhere.
     elsewhere: HashMap<GroupVersionKind, Lookup>,
+    /// Per object: what this process's last write returned, until the cache holds that
+    /// version or a newer one. A read right after a write (the applier's next comparison, a
+    /// status that reads a DaemonSet it just changed) sees the write, not the older copy the
+    /// cache still holds.
+    written: Mutex<HashMap<WrittenKey, Arc<DynamicObject>>>,
     owners: broadcast::Sender<Owned>,
     health: Arc<Health>,
+}
+
+fn written_key(gvk: &GroupVersionKind, namespace: Option<&str>, name: &str) -> WrittenKey {
+    (gvk.clone(), namespace.map(str::to_string), name.to_string())
+}
+
+/// An object's resourceVersion as a number (etcd's revision), 0 when it is not one.
+fn resource_version(obj: &DynamicObject) -> u64 {
+    obj.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The kinds of cluster-scoped objects mizzen renders; every other rendered kind is
@@ -107,6 +128,7 @@ impl Children {
         Self {
             kinds: caches,
             elsewhere: HashMap::new(),
+            written: Mutex::new(HashMap::new()),
             owners: broadcast::channel(OWNER_QUEUE).0,
             health,
         }
@@ -172,24 +194,68 @@ impl Children {
             .then_some(cache.as_ref())
     }
 
-    /// The cached copy of an object: `None` when the kind is not cached or its cache cannot be
-    /// trusted now (not listed yet, watch failing); `Some(None)` when the cache has no such
-    /// object.
+    /// The cached copy of an object, or this process's last write of it when that is newer:
+    /// `None` when the kind is not cached or its cache cannot be trusted now (not listed yet,
+    /// watch failing); `Some(None)` when the cache has no such object (created a moment ago,
+    /// or deleted since the last write).
     pub fn live(
         &self,
         gvk: &GroupVersionKind,
         namespace: Option<&str>,
         name: &str,
     ) -> Option<Option<Arc<DynamicObject>>> {
-        if let Some(lookup) = self.elsewhere.get(gvk) {
-            return lookup(name);
+        let (cached, namespaced) = match self.elsewhere.get(gvk) {
+            Some(lookup) => (lookup(name)?, false),
+            None => {
+                let cache = self.usable(gvk)?;
+                let mut r = ObjectRef::new_with(name, cache.resource.clone());
+                if cache.namespaced {
+                    r = r.within(namespace.unwrap_or_default());
+                }
+                (cache.store.get(&r), cache.namespaced)
+            }
+        };
+        let key = written_key(gvk, namespace.filter(|_| namespaced), name);
+        let mut written = self.written.lock().expect("not poisoned");
+        Some(match (cached, written.get(&key)) {
+            (None, _) => {
+                written.remove(&key);
+                None
+            }
+            (Some(c), Some(w)) if resource_version(w) > resource_version(&c) => Some(w.clone()),
+            (Some(c), Some(_)) => {
+                written.remove(&key);
+                Some(c)
+            }
+            (Some(c), None) => Some(c),
+        })
+    }
+
+    /// Forgets the last write of an object this process deleted.
+    pub fn forget(&self, gvk: &GroupVersionKind, namespace: Option<&str>, name: &str) {
+        let namespaced = self.kinds.get(gvk).is_some_and(|c| c.namespaced);
+        self.written
+            .lock()
+            .expect("not poisoned")
+            .remove(&written_key(gvk, namespace.filter(|_| namespaced), name));
+    }
+
+    /// Records what a write of a cached kind returned, for [`Children::live`].
+    pub fn wrote(&self, gvk: &GroupVersionKind, mut obj: DynamicObject) {
+        if !self.caches(gvk) {
+            return;
         }
-        let cache = self.usable(gvk)?;
-        let mut r = ObjectRef::new_with(name, cache.resource.clone());
-        if cache.namespaced {
-            r = r.within(namespace.unwrap_or_default());
-        }
-        Some(cache.store.get(&r))
+        obj.managed_fields_mut().clear();
+        let namespaced = self.kinds.get(gvk).is_some_and(|c| c.namespaced);
+        let key = written_key(
+            gvk,
+            obj.namespace().as_deref().filter(|_| namespaced),
+            &obj.name_any(),
+        );
+        self.written
+            .lock()
+            .expect("not poisoned")
+            .insert(key, Arc::new(obj));
     }
 
     /// The cached objects of `gvk` whose label `label.0` is `label.1`; `None` when the kind's

@@ -1,14 +1,13 @@
 //! What every reconciler shares: the client, the applier, the catalog, the platform, event
-//! publishing, metadata caches of namespaces and pods, and small status helpers.
+//! publishing, the index of namespaces and pods, and small status helpers.
 
 use std::sync::Arc;
 
 use jiff::{Timestamp, Unit};
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
-use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use mizzen_catalog::Catalog;
 use mizzen_render::Platform;
@@ -17,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::apply::Applier;
 use crate::children::Children;
+use crate::workloads::{NamespaceState, Workloads};
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -34,10 +34,9 @@ pub struct Context {
     pub platform: Platform,
     /// Event publishing.
     pub recorder: Recorder,
-    /// Metadata of every namespace.
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    /// Metadata of every pod that is not in a terminal phase.
-    pub pods: Store<PartialObjectMeta<Pod>>,
+    /// Every namespace and the non-terminal pods that can use a revision, as the in-use
+    /// rules read them.
+    pub workloads: Arc<Workloads>,
     /// The controllers' metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Watch and start-up health.
@@ -52,13 +51,12 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context with empty caches; [`crate::run`] fills them.
+    /// A context over `workloads`, which [`crate::run`] fills.
     pub fn new(
         client: Client,
         catalog: Arc<Catalog>,
         platform: Platform,
-        namespaces: Store<PartialObjectMeta<Namespace>>,
-        pods: Store<PartialObjectMeta<Pod>>,
+        workloads: Arc<Workloads>,
         metrics: Arc<crate::metrics::Metrics>,
         health: Arc<crate::wiring::Health>,
     ) -> Self {
@@ -96,8 +94,7 @@ impl Context {
             catalog,
             platform,
             recorder,
-            namespaces,
-            pods,
+            workloads,
             metrics,
             health,
             retries: Default::default(),
@@ -181,17 +178,12 @@ impl Context {
 
     /// Whether namespace `name` exists and is not being deleted.
     pub fn namespace_ready(&self, name: &str) -> Result<(), String> {
-        let found = self
-            .namespaces
-            .get(&kube::runtime::reflector::ObjectRef::new(name));
-        match found {
-            None => Err(format!(
+        match self.workloads.namespace(name) {
+            NamespaceState::Missing => Err(format!(
                 "namespace \"{name}\" doesn't exist; create it and mizzen continues"
             )),
-            Some(n) if n.metadata.deletion_timestamp.is_some() => {
-                Err(format!("namespace \"{name}\" is being deleted"))
-            }
-            Some(_) => Ok(()),
+            NamespaceState::Deleting => Err(format!("namespace \"{name}\" is being deleted")),
+            NamespaceState::Present => Ok(()),
         }
     }
 }

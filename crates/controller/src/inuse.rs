@@ -10,11 +10,9 @@
 //! started. Pods in a terminal phase never count: the pod watch excludes them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::ResourceExt;
-use kube::api::PartialObjectMeta;
 use mizzen_api::Values;
 
 /// Label and annotation that name a revision.
@@ -32,30 +30,139 @@ pub const ACTIVE_SINCE_ANNOTATION: &str = "mizzen.io/active-since";
 /// How many users a revision's status lists before summarising.
 const MAX_LISTED: usize = 5;
 
-/// Metadata of a namespace.
-#[derive(Clone, Debug, Default)]
+/// What the rules read of a namespace: its name and three labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceInfo {
     /// Name.
-    pub name: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
+    pub name: Arc<str>,
+    /// The labels the rules read.
+    pub labels: NamespaceLabels,
 }
 
-/// Metadata of a pod that is not in a terminal phase.
-#[derive(Clone, Debug, Default)]
+/// The labels of a namespace that select a revision or enrol it in ambient mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceLabels {
+    /// [`REV`].
+    pub rev: Option<Arc<str>>,
+    /// [`INJECTION`].
+    pub injection: Option<Arc<str>>,
+    /// [`DATAPLANE_MODE`].
+    pub dataplane_mode: Option<Arc<str>>,
+}
+
+/// What the rules read of a pod that is not in a terminal phase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodInfo {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Annotations.
-    pub annotations: BTreeMap<String, String>,
-    /// Creation time.
+    pub name: Arc<str>,
+    /// The labels the rules read.
+    pub labels: PodLabels,
+    /// The annotations the rules read.
+    pub annotations: PodAnnotations,
+    /// Creation time (kept for ztunnel pods only: only their binding reads it).
     pub created: Option<Timestamp>,
-    /// Whether this is a ztunnel pod managed by mizzen.
+    /// Whether this is a ztunnel pod (label `app=ztunnel`).
     pub ztunnel: bool,
+}
+
+/// The labels of a pod that ask for a revision or enrol it in ambient mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodLabels {
+    /// [`REV`].
+    pub rev: Option<Arc<str>>,
+    /// [`INJECT`].
+    pub inject: Option<Arc<str>>,
+    /// [`DATAPLANE_MODE`].
+    pub dataplane_mode: Option<Arc<str>>,
+}
+
+/// The annotations of a pod that bind it to a revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodAnnotations {
+    /// [`REV`]: the revision that injected it, or that a ztunnel pod is pinned to.
+    pub rev: Option<Arc<str>>,
+    /// [`FOLLOWS_ISTIO_ANNOTATION`].
+    pub follows_istio: Option<Arc<str>>,
+}
+
+/// The value of `key` in `map`, shared.
+fn value(map: &BTreeMap<String, String>, key: &str) -> Option<Arc<str>> {
+    map.get(key).map(|v| Arc::from(v.as_str()))
+}
+
+impl NamespaceLabels {
+    /// The kept keys of a namespace's labels.
+    pub fn new(labels: &BTreeMap<String, String>) -> Self {
+        Self {
+            rev: value(labels, REV),
+            injection: value(labels, INJECTION),
+            dataplane_mode: value(labels, DATAPLANE_MODE),
+        }
+    }
+}
+
+impl PodLabels {
+    /// The kept keys of a pod's labels.
+    pub fn new(labels: &BTreeMap<String, String>) -> Self {
+        Self {
+            rev: value(labels, REV),
+            inject: value(labels, INJECT),
+            dataplane_mode: value(labels, DATAPLANE_MODE),
+        }
+    }
+}
+
+impl PodAnnotations {
+    /// The kept keys of a pod's annotations.
+    pub fn new(annotations: &BTreeMap<String, String>) -> Self {
+        Self {
+            rev: value(annotations, REV),
+            follows_istio: value(annotations, FOLLOWS_ISTIO_ANNOTATION),
+        }
+    }
+}
+
+/// Whether a ztunnel pod carries these labels.
+fn is_ztunnel(labels: &BTreeMap<String, String>) -> bool {
+    labels.get("app").is_some_and(|a| a == "ztunnel")
+}
+
+impl PodInfo {
+    /// What the rules read of a pod with these labels and annotations.
+    pub fn new(
+        namespace: Arc<str>,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+        created: Option<Timestamp>,
+    ) -> Self {
+        let ztunnel = is_ztunnel(labels);
+        Self {
+            namespace,
+            name: name.into(),
+            labels: PodLabels::new(labels),
+            annotations: PodAnnotations::new(annotations),
+            created: created.filter(|_| ztunnel),
+            ztunnel,
+        }
+    }
+
+    /// Whether a pod with these labels and annotations can matter to any rule: without one
+    /// of the keys [`PodInfo`] keeps, and not a ztunnel pod, it uses no revision.
+    pub fn matters(
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> bool {
+        [REV, INJECT, DATAPLANE_MODE]
+            .iter()
+            .any(|k| labels.contains_key(*k))
+            || [REV, FOLLOWS_ISTIO_ANNOTATION]
+                .iter()
+                .any(|k| annotations.contains_key(*k))
+            || is_ztunnel(labels)
+    }
 }
 
 /// What the in-use check needs to know about a revision.
@@ -84,28 +191,6 @@ pub struct Usage {
     pub revisions: Vec<RevisionInfo>,
 }
 
-impl From<&PartialObjectMeta<Namespace>> for NamespaceInfo {
-    fn from(n: &PartialObjectMeta<Namespace>) -> Self {
-        Self {
-            name: n.name_any(),
-            labels: n.metadata.labels.clone().unwrap_or_default(),
-        }
-    }
-}
-
-impl From<&PartialObjectMeta<Pod>> for PodInfo {
-    fn from(p: &PartialObjectMeta<Pod>) -> Self {
-        Self {
-            namespace: p.namespace().unwrap_or_default(),
-            name: p.name_any(),
-            labels: p.metadata.labels.clone().unwrap_or_default(),
-            annotations: p.metadata.annotations.clone().unwrap_or_default(),
-            created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            ztunnel: p.labels().get("app").is_some_and(|a| a == "ztunnel"),
-        }
-    }
-}
-
 /// `values.sidecarInjectorWebhook.enableNamespacesByDefault` of a revision.
 pub fn enables_namespaces_by_default(values: Option<&Values>) -> bool {
     values
@@ -117,22 +202,19 @@ pub fn enables_namespaces_by_default(values: Option<&Values>) -> bool {
 
 /// The revision a namespace selects by label, if any.
 fn namespace_revision(ns: &NamespaceInfo) -> Option<&str> {
-    if ns.labels.get(INJECTION).map(String::as_str) == Some("enabled") {
+    if ns.labels.injection.as_deref() == Some("enabled") {
         return Some("default");
     }
-    ns.labels
-        .get(REV)
-        .map(String::as_str)
-        .filter(|r| !r.is_empty())
+    ns.labels.rev.as_deref().filter(|r| !r.is_empty())
 }
 
 /// The revision a pod asks for by label (used only when its namespace selects none).
 fn pod_label_revision(pod: &PodInfo) -> Option<&str> {
-    let inject = pod.labels.get(INJECT).map(String::as_str);
+    let inject = pod.labels.inject.as_deref();
     if inject == Some("false") {
         return None;
     }
-    match pod.labels.get(REV).map(String::as_str) {
+    match pod.labels.rev.as_deref() {
         Some(r) if !r.is_empty() => Some(r),
         _ if inject == Some("true") => Some("default"),
         _ => None,
@@ -141,27 +223,26 @@ fn pod_label_revision(pod: &PodInfo) -> Option<&str> {
 
 /// Whether a pod or its namespace is enrolled in ambient mode.
 fn is_ambient(pod: &PodInfo, namespaces: &BTreeMap<&str, &NamespaceInfo>) -> bool {
-    match pod.labels.get(DATAPLANE_MODE).map(String::as_str) {
+    match pod.labels.dataplane_mode.as_deref() {
         Some("ambient") => true,
         Some(_) => false,
         None => namespaces
-            .get(pod.namespace.as_str())
-            .and_then(|ns| ns.labels.get(DATAPLANE_MODE))
-            .is_some_and(|m| m == "ambient"),
+            .get(&*pod.namespace)
+            .is_some_and(|ns| ns.labels.dataplane_mode.as_deref() == Some("ambient")),
     }
 }
 
 impl Usage {
     /// The revision a ztunnel pod is bound to.
     pub fn ztunnel_binding(&self, pod: &PodInfo) -> Option<String> {
-        if let Some(r) = pod.annotations.get(REV).filter(|r| !r.is_empty()) {
-            return Some(r.clone());
+        if let Some(r) = pod.annotations.rev.as_deref().filter(|r| !r.is_empty()) {
+            return Some(r.to_string());
         }
-        let istio = pod.annotations.get(FOLLOWS_ISTIO_ANNOTATION)?;
+        let istio = pod.annotations.follows_istio.as_deref()?;
         let mut owned: Vec<&RevisionInfo> = self
             .revisions
             .iter()
-            .filter(|r| r.istio.as_ref() == Some(istio) && r.active_since.is_some())
+            .filter(|r| r.istio.as_deref() == Some(istio) && r.active_since.is_some())
             .collect();
         owned.sort_by_key(|r| r.active_since);
         let started = pod.created?;
@@ -189,11 +270,8 @@ impl Usage {
     /// The users of `revision`; `references` adds the tags pointing at it and
     /// `enableNamespacesByDefault`.
     fn users(&self, revision: &str, references: bool) -> Vec<String> {
-        let namespaces: BTreeMap<&str, &NamespaceInfo> = self
-            .namespaces
-            .iter()
-            .map(|n| (n.name.as_str(), n))
-            .collect();
+        let namespaces: BTreeMap<&str, &NamespaceInfo> =
+            self.namespaces.iter().map(|n| (&*n.name, n)).collect();
         let mut users: Vec<String> = self
             .tags
             .iter()
@@ -210,7 +288,7 @@ impl Usage {
                     .any(|(t, target)| t == name && target == revision)
         };
         users.extend(self.selected_by_labels(&namespaces, resolve, |pod| {
-            pod.annotations.get(REV).is_some_and(|r| r == revision)
+            pod.annotations.rev.as_deref() == Some(revision)
         }));
         if let Some(r) = self.revisions.iter().find(|r| r.name == revision)
             && references
@@ -229,11 +307,8 @@ impl Usage {
     /// writes the real revision there. Tag `default` whose target has
     /// `enableNamespacesByDefault` is in use, as upstream.
     pub fn tag_users(&self, tag: &str, target_enables_namespaces_by_default: bool) -> Vec<String> {
-        let namespaces: BTreeMap<&str, &NamespaceInfo> = self
-            .namespaces
-            .iter()
-            .map(|n| (n.name.as_str(), n))
-            .collect();
+        let namespaces: BTreeMap<&str, &NamespaceInfo> =
+            self.namespaces.iter().map(|n| (&*n.name, n)).collect();
         let mut users = self.selected_by_labels(&namespaces, |name| name == tag, |_| false);
         if tag == "default" && target_enables_namespaces_by_default {
             users.push("enableNamespacesByDefault".to_string());
@@ -257,7 +332,7 @@ impl Usage {
         }
         for pod in &self.pods {
             let ns_selects = namespaces
-                .get(pod.namespace.as_str())
+                .get(&*pod.namespace)
                 .and_then(|n| namespace_revision(n));
             let by_label = ns_selects.is_none() && pod_label_revision(pod).is_some_and(&selects);
             if injected(pod) || by_label {
@@ -288,15 +363,13 @@ impl Usage {
         let mut users: Vec<String> = self
             .namespaces
             .iter()
-            .filter(|n| n.labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient"))
+            .filter(|n| n.labels.dataplane_mode.as_deref() == Some("ambient"))
             .map(|n| format!("ambient namespace {} {via}", n.name))
             .collect();
         users.extend(
             self.pods
                 .iter()
-                .filter(|p| {
-                    !p.ztunnel && p.labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient")
-                })
+                .filter(|p| !p.ztunnel && p.labels.dataplane_mode.as_deref() == Some("ambient"))
                 .filter(|p| is_ambient(p, namespaces))
                 .map(|p| format!("ambient pod {}/{} {via}", p.namespace, p.name)),
         );
@@ -328,19 +401,18 @@ mod tests {
     fn ns(name: &str, kv: &[(&str, &str)]) -> NamespaceInfo {
         NamespaceInfo {
             name: name.into(),
-            labels: labels(kv),
+            labels: NamespaceLabels::new(&labels(kv)),
         }
     }
 
     fn pod(ns: &str, name: &str, l: &[(&str, &str)], a: &[(&str, &str)]) -> PodInfo {
-        PodInfo {
-            namespace: ns.into(),
-            name: name.into(),
-            labels: labels(l),
-            annotations: labels(a),
-            created: Some("2026-01-01T00:10:00Z".parse().unwrap()),
-            ztunnel: false,
-        }
+        PodInfo::new(
+            ns.into(),
+            name,
+            &labels(l),
+            &labels(a),
+            Some("2026-01-01T00:10:00Z".parse().unwrap()),
+        )
     }
 
     fn rev(name: &str, istio: &str, since: &str) -> RevisionInfo {
@@ -516,13 +588,13 @@ mod tests {
 
     #[test]
     fn ambient_workloads_use_the_revision_their_ztunnel_pods_are_bound_to() {
-        let mut zt = pod(
+        let zt = pod(
             "ztunnel",
             "ztunnel-1",
             &[("app", "ztunnel")],
             &[(FOLLOWS_ISTIO_ANNOTATION, "default")],
         );
-        zt.ztunnel = true;
+        assert!(zt.ztunnel && zt.created.is_some());
         let mut u = Usage {
             namespaces: vec![ns("bookinfo", &[("istio.io/dataplane-mode", "ambient")])],
             pods: vec![zt.clone()],
@@ -552,7 +624,8 @@ mod tests {
             &[("istio.io/dataplane-mode", "ambient")],
             &[],
         ));
-        u.pods[0].annotations = labels(&[("istio.io/rev", "default-v1-26-3")]);
+        u.pods[0].annotations =
+            PodAnnotations::new(&labels(&[("istio.io/rev", "default-v1-26-3")]));
         let users = u.users_of("default-v1-26-3");
         assert!(
             users.iter().any(|s| s.starts_with("ambient pod shop/cart")),
@@ -562,8 +635,12 @@ mod tests {
 
     #[test]
     fn pod_opted_out_of_ambient_does_not_count() {
-        let mut zt = pod("ztunnel", "z", &[], &[("istio.io/rev", "r")]);
-        zt.ztunnel = true;
+        let zt = pod(
+            "ztunnel",
+            "z",
+            &[("app", "ztunnel")],
+            &[("istio.io/rev", "r")],
+        );
         let u = Usage {
             namespaces: vec![ns("plain", &[])],
             pods: vec![

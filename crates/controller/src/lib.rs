@@ -16,6 +16,7 @@ pub mod revision;
 pub mod run;
 pub mod tag;
 pub mod wiring;
+pub mod workloads;
 pub mod ztunnel;
 
 use kube::{Resource, ResourceExt};

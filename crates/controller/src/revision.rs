@@ -20,10 +20,7 @@ use mizzen_catalog::Version;
 use mizzen_render::{Object, Platform, RevisionInput, helm_revision};
 
 use crate::context::{Context, now, patch_status};
-use crate::inuse::{
-    ACTIVE_SINCE_ANNOTATION, NamespaceInfo, PodInfo, RevisionInfo, Usage,
-    enables_namespaces_by_default,
-};
+use crate::inuse::{ACTIVE_SINCE_ANNOTATION, RevisionInfo, Usage, enables_namespaces_by_default};
 use crate::istio::stable_host;
 use crate::wiring::{Wiring, all_revisions};
 use crate::{Error, owner_of};
@@ -591,23 +588,9 @@ where
     }
 }
 
-/// The namespaces and non-terminal pods from the operator's metadata caches.
+/// The namespaces and the non-terminal pods that can use a revision, from the operator's index.
 pub(crate) fn cached_workloads(ctx: &Context) -> Usage {
-    Usage {
-        namespaces: ctx
-            .namespaces
-            .state()
-            .iter()
-            .map(|n| NamespaceInfo::from(n.as_ref()))
-            .collect(),
-        pods: ctx
-            .pods
-            .state()
-            .iter()
-            .map(|p| PodInfo::from(p.as_ref()))
-            .collect(),
-        ..Usage::default()
-    }
+    ctx.workloads.usage()
 }
 
 /// [`cached_workloads`] with the given tags and revisions.

@@ -1,28 +1,26 @@
-//! Running the controllers: wait for the CRDs, fill the metadata caches, run every controller
-//! until shutdown. Leases, the health and metrics endpoints and signals are the runtime's
-//! (`mizzen-runtime`); this module only composes the controllers.
+//! Running the controllers: wait for the CRDs, fill the index of namespaces and pods, run every
+//! controller until shutdown. Leases, the health and metrics endpoints and signals are the
+//! runtime's (`mizzen-runtime`); this module only composes the controllers.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::core::GroupVersionKind;
-use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_objects};
-use kube::{Client, ResourceExt};
 use mizzen_api::{Istio, IstioRevision};
 use mizzen_catalog::Catalog;
 use mizzen_render::Platform;
 use tokio::sync::{broadcast, watch};
 
-use crate::inuse::{DATAPLANE_MODE, FOLLOWS_ISTIO_ANNOTATION, INJECT, INJECTION, REV};
 use crate::metrics::Metrics;
-use crate::wiring::{Health, WatchBackoff, Wiring, fingerprint};
+use crate::wiring::{Health, WatchBackoff, Wiring};
+use crate::workloads::Workloads;
 use crate::{Context, Error, cni, istio, revision, tag, ztunnel};
 
 /// How long running reconciles may take to finish after shutdown begins.
@@ -69,36 +67,35 @@ pub async fn run(
         return Ok(());
     }
 
-    let (ns_store, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-    let (pod_store, pod_writer) = reflector::store::<PartialObjectMeta<Pod>>();
+    let workloads = Arc::new(Workloads::new());
     let (trigger_tx, _) = broadcast::channel::<()>(16);
 
-    // Namespaces and non-terminal pods, metadata only, without managedFields.
+    // Namespaces and non-terminal pods, metadata only, folded into the index.
     let namespaces = watch_objects(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        watcher::Config::default(),
+        crate::wiring::watch_config(),
     )
-    .backoff(WatchBackoff::default())
-    .modify(|n| n.managed_fields_mut().clear())
-    .reflect(ns_writer);
+    .backoff(WatchBackoff::default());
     let pods = watch_objects(
         Api::<PartialObjectMeta<Pod>>::all(client.clone()),
-        watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
+        crate::wiring::watch_config().fields("status.phase!=Succeeded,status.phase!=Failed"),
     )
-    .backoff(WatchBackoff::default())
-    .modify(|p| p.managed_fields_mut().clear())
-    .reflect(pod_writer);
+    .backoff(WatchBackoff::default());
+    let index = workloads.clone();
     tokio::spawn(forward_relevant_changes(
         "namespaces",
         namespaces,
+        move |e| index.namespace_event(e),
         trigger_tx.clone(),
         opts.health.clone(),
         opts.metrics.clone(),
         stopped(),
     ));
+    let index = workloads.clone();
     tokio::spawn(forward_relevant_changes(
         "pods",
         pods,
+        move |e| index.pod_event(e),
         trigger_tx.clone(),
         opts.health.clone(),
         opts.metrics.clone(),
@@ -109,13 +106,15 @@ pub async fn run(
         client.clone(),
         opts.catalog.clone(),
         opts.platform,
-        ns_store.clone(),
-        pod_store.clone(),
+        workloads.clone(),
         opts.metrics.clone(),
         opts.health.clone(),
     ));
-    ns_store.wait_until_ready().await.ok();
-    pod_store.wait_until_ready().await.ok();
+    // The controllers never see the index before both watches listed everything once.
+    tokio::select! {
+        _ = workloads.listed() => {}
+        _ = stopped() => return Ok(()),
+    }
     ctx.children
         .start(&client, opts.metrics.clone(), stopped.clone());
     let late = ctx.children.wait_until_ready(CACHE_START).await;
@@ -217,35 +216,28 @@ async fn wait_for_crds(client: &Client, stopped: impl Future<Output = ()>) -> bo
     }
 }
 
-/// Drives a metadata reflector stream and signals when a change can affect revision usage
-/// (labels and annotations that select revisions, enrolment, ztunnel pods): pod status churn
-/// does not cause reconciles.
+/// Drives a metadata watch into the index (`fold`, true when the index changed) and signals
+/// when a change can affect revision usage (what the index keeps: labels and annotations that
+/// select revisions, enrolment, ztunnel pods, namespaces being deleted), and at the end of each
+/// list: pod status churn does not cause reconciles.
 async fn forward_relevant_changes<K, S>(
     name: &'static str,
     stream: S,
+    fold: impl Fn(Event<K>) -> bool,
     tx: broadcast::Sender<()>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     stopped: impl Future<Output = ()>,
 ) where
-    K: kube::Resource + Clone + std::fmt::Debug + Send + 'static,
     S: futures::Stream<Item = Result<Event<K>, watcher::Error>>,
 {
-    let mut fingerprints: HashMap<String, u64> = HashMap::new();
     let mut stream = Box::pin(stream.take_until(stopped));
     while let Some(event) = stream.next().await {
-        if event.is_ok() {
-            health.watch_ok(name);
-        }
         let changed = match event {
-            Ok(Event::Apply(o) | Event::InitApply(o)) => {
-                let key = o.uid().unwrap_or_default();
-                let fp = relevant(&o);
-                fingerprints.insert(key, fp) != Some(fp)
+            Ok(event) => {
+                health.watch_ok(name);
+                fold(event)
             }
-            Ok(Event::Delete(o)) => fingerprints.remove(&o.uid().unwrap_or_default()).is_some(),
-            Ok(Event::InitDone) => true,
-            Ok(Event::Init) => false,
             Err(e) => {
                 health.watch_error(name, &e, &metrics);
                 false
@@ -255,13 +247,4 @@ async fn forward_relevant_changes<K, S>(
             let _ = tx.send(());
         }
     }
-}
-
-/// What of a namespace or pod can change usage or prerequisites.
-fn relevant<K: kube::Resource>(o: &K) -> u64 {
-    fingerprint(&(
-        [REV, INJECTION, INJECT, DATAPLANE_MODE, "app"].map(|k| o.labels().get(k)),
-        [REV, FOLLOWS_ISTIO_ANNOTATION].map(|k| o.annotations().get(k)),
-        o.meta().deletion_timestamp.is_some(),
-    ))
 }
