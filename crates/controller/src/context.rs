@@ -188,11 +188,16 @@ impl Context {
     }
 }
 
-/// Now, to the second, in the RFC 3339 form of condition timestamps.
+/// Now, cut to the second as the API server cuts its own timestamps, in the RFC 3339 form of
+/// condition timestamps (a time rounded up would lie in the future).
 pub fn now() -> String {
     Timestamp::now()
-        .round(Unit::Second)
-        .expect("rounding to seconds")
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(Unit::Second)
+                .mode(jiff::RoundMode::Trunc),
+        )
+        .expect("cutting to seconds")
         .to_string()
 }
 
@@ -233,4 +238,16 @@ where
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn now_is_cut_to_the_second_never_rounded_up() {
+        let before = jiff::Timestamp::now();
+        let now: jiff::Timestamp = super::now().parse().unwrap();
+        assert_eq!(now.subsec_nanosecond(), 0);
+        assert!(now <= before, "{now} is later than {before}");
+        assert!(before.as_second() - now.as_second() <= 1);
+    }
 }

@@ -233,25 +233,30 @@ fn is_ambient(pod: &PodInfo, namespaces: &BTreeMap<&str, &NamespaceInfo>) -> boo
 }
 
 impl Usage {
-    /// The revision a ztunnel pod is bound to.
+    /// The revision a ztunnel pod is bound to: its pin, or else the revision of the Istio it
+    /// follows that was activated last at or before the second the pod was created (the API
+    /// server's `creationTimestamp` counts whole seconds, so a pod created in the second a
+    /// revision became active is bound to it). Activations are ordered by their full
+    /// `mizzen.io/active-since` time, then by name, so two in one second have one answer.
     pub fn ztunnel_binding(&self, pod: &PodInfo) -> Option<String> {
         if let Some(r) = pod.annotations.rev.as_deref().filter(|r| !r.is_empty()) {
             return Some(r.to_string());
         }
         let istio = pod.annotations.follows_istio.as_deref()?;
-        let mut owned: Vec<&RevisionInfo> = self
+        let mut owned: Vec<(Timestamp, &str)> = self
             .revisions
             .iter()
-            .filter(|r| r.istio.as_deref() == Some(istio) && r.active_since.is_some())
+            .filter(|r| r.istio.as_deref() == Some(istio))
+            .filter_map(|r| Some((r.active_since?, r.name.as_str())))
             .collect();
-        owned.sort_by_key(|r| r.active_since);
-        let started = pod.created?;
+        owned.sort();
+        let started = pod.created?.as_second();
         owned
             .iter()
             .rev()
-            .find(|r| r.active_since.is_some_and(|t| t <= started))
+            .find(|(since, _)| since.as_second() <= started)
             .or(owned.first())
-            .map(|r| r.name.clone())
+            .map(|(_, name)| name.to_string())
     }
 
     /// Everything that uses `revision`, as short descriptions; empty when unused.
@@ -493,9 +498,12 @@ mod tests {
         // The caches (reflector stores) hand out their objects in no particular order; a
         // status written from the answer must not change with it.
         let zt = |name: &str| {
-            let mut p = pod("ztunnel", name, &[], &[(FOLLOWS_ISTIO_ANNOTATION, "i")]);
-            p.ztunnel = true;
-            p
+            pod(
+                "ztunnel",
+                name,
+                &[("app", "ztunnel")],
+                &[(FOLLOWS_ISTIO_ANNOTATION, "i")],
+            )
         };
         let mut u = Usage {
             namespaces: vec![
@@ -614,6 +622,18 @@ mod tests {
         u.pods[0].created = Some("2026-01-01T00:30:00Z".parse().unwrap());
         assert!(u.users_of("default-v1-26-3").is_empty());
         assert_eq!(u.users_of("default-v1-26-4").len(), 1);
+        // Created in the second v1-26-4 became active: bound to v1-26-4.
+        u.revisions[1].active_since = Some("2026-01-01T00:20:00.700Z".parse().unwrap());
+        u.pods[0].created = Some("2026-01-01T00:20:00Z".parse().unwrap());
+        assert!(u.users_of("default-v1-26-3").is_empty());
+        assert_eq!(u.users_of("default-v1-26-4").len(), 1);
+        // Two activations in that second: the later one, whatever the order of the cache.
+        u.revisions[0].active_since = Some("2026-01-01T00:20:00.200Z".parse().unwrap());
+        for _ in 0..2 {
+            assert_eq!(u.users_of("default-v1-26-4").len(), 1);
+            assert!(u.users_of("default-v1-26-3").is_empty());
+            u.revisions.reverse();
+        }
         // No ambient workloads: ztunnel alone keeps nothing in use.
         u.namespaces.clear();
         assert!(u.users_of("default-v1-26-4").is_empty());

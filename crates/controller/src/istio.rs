@@ -310,7 +310,8 @@ async fn write_revision(
     let kept = existing
         .and_then(|r| r.annotations().get(ACTIVE_SINCE_ANNOTATION).cloned())
         .filter(|_| previous_active == Some(plan.revision.as_str()));
-    let active_since = kept.unwrap_or_else(now);
+    // Sub-second, so that two activations in one second are ordered (inuse::ztunnel_binding).
+    let active_since = kept.unwrap_or_else(|| jiff::Timestamp::now().to_string());
     let revision = json!({
         "apiVersion": "sailoperator.io/v1",
         "kind": "IstioRevision",

@@ -121,13 +121,10 @@ impl Wiring {
         })
     }
 
-    /// The controller settings every controller uses: debounced, bounded concurrency. The
-    /// debounce sets a floor of about 700 ms under a version change (two controllers); without
-    /// it, in-use answers did not converge in tests (docs/scale.md).
+    /// The controller settings every controller uses: bounded concurrency, no debounce (a
+    /// debounce would set a floor under every reaction; docs/scale.md).
     pub fn config(&self) -> ControllerConfig {
-        ControllerConfig::default()
-            .debounce(Duration::from_millis(300))
-            .concurrency(4)
+        ControllerConfig::default().concurrency(4)
     }
 
     /// Runs `controller` with `reconcile` until shutdown: reconciles only while this process

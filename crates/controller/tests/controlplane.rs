@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cluster_with_operator, eventually, kubectl, table, wait_ready};
+use common::{AMBIENT, cluster_with_operator, eventually, kubectl, next_second, table, wait_ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -286,6 +286,7 @@ fn row(
 
 #[tokio::test]
 async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls_back() {
+    let _ambient = AMBIENT.lock().await;
     let cluster = cluster_with_operator().await;
     let ns = namespace(cluster, "cp-canary").await;
     let app = namespace(cluster, "cp-canary-bookinfo").await;
@@ -323,6 +324,9 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
     })
     .await;
 
+    // The ztunnel pod clearly started before the update (a pod created in the second of an
+    // activation is bound to the revision activated).
+    next_second().await;
     kubectl(
         cluster,
         &[
@@ -479,6 +483,7 @@ async fn revision_based_update_runs_side_by_side_prunes_the_unused_one_and_rolls
 
 #[tokio::test]
 async fn ambient_enrolment_keeps_a_revision_and_failed_pods_do_not() {
+    let _ambient = AMBIENT.lock().await;
     let cluster = cluster_with_operator().await;
     let ns = namespace(cluster, "cp-usage").await;
     let app = namespace(cluster, "cp-usage-app").await;
@@ -522,6 +527,7 @@ async fn ambient_enrolment_keeps_a_revision_and_failed_pods_do_not() {
             .then_some(())
     })
     .await;
+    next_second().await;
     kubectl(
         cluster,
         &[

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{cluster_with_operator, eventually, kubectl, table};
+use common::{cluster_with_operator, eventually, kubectl, next_second, table};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -419,7 +419,7 @@ async fn tag_is_in_use_by_labelled_namespaces_and_pods_never_by_annotations() {
     tag_in_use(cluster, "use-prod", ConditionStatus::False).await;
 
     // A change that makes every tag reconcile but changes nothing writes nothing: neither the
-    // tag's status nor its webhook. (Bounded wait: the controllers debounce for 300 ms.)
+    // tag's status nor its webhook (watched for 3 s).
     let tags: Api<IstioRevisionTag> = Api::all(cluster.client());
     let webhooks: Api<MutatingWebhookConfiguration> = Api::all(cluster.client());
     let versions = || async {
@@ -455,9 +455,7 @@ async fn name_clash_both_ways() {
         "Reconciled",
     )
     .await;
-    // creationTimestamp counts seconds, and within one second the UIDs decide who wins:
-    // make the revision strictly older.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    next_second().await;
     tag(cluster, "clash-a", "IstioRevision", "clash-a");
     let t = tag_reconciled(
         cluster,
@@ -490,7 +488,7 @@ async fn name_clash_both_ways() {
     // The tag is older: the revision renders nothing, the tag keeps working.
     tag(cluster, "clash-b", "Istio", "clash-a");
     tag_points_at(cluster, "clash-b", "clash-a").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    next_second().await;
     istio(cluster, "clash-b", ns, "v1.26.3", "InPlace");
     let msg = revision_condition(
         cluster,
@@ -728,6 +726,7 @@ async fn default_tag_owns_the_default_validator() {
 
     // A newer revision named default loses the clash: the validator stays the tag's.
     namespace(cluster, "tag-def2", &[]).await;
+    next_second().await;
     istio(cluster, "default", "tag-def2", "v1.26.3", "InPlace");
     revision_condition(
         cluster,
@@ -763,6 +762,7 @@ async fn default_tag_owns_the_default_validator() {
     gone(&webhooks, "istio-revision-tag-default-tag-def").await;
 
     // A tag named default that is newer than the revision loses, and touches nothing.
+    next_second().await;
     tag(cluster, "default", "Istio", "tdef");
     tag_reconciled(
         cluster,

@@ -81,7 +81,7 @@ async fn pod_and_namespace_changes_reconcile_only_the_revisions_they_affect() {
             b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scope-apps\n  labels:\n    istio.io/rev: scope-0\n",
         ),
     );
-    // One pod at a time, each change further apart than the controllers' debounce.
+    // One pod at a time, 500 ms apart, so that each change is reconciled on its own.
     for i in 0..PODS {
         kubectl(
             cluster,

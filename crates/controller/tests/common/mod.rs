@@ -121,12 +121,15 @@ pub struct Requests {
     pub reads: AtomicUsize,
     /// The paths of the reads since the last [`Requests::take`], for messages.
     pub read_paths: Mutex<Vec<String>>,
+    /// The methods and paths of the writes since the last [`Requests::take`], for messages.
+    pub write_paths: Mutex<Vec<String>>,
 }
 
 impl Requests {
     /// Both counts, then zeroes them.
     pub fn take(&self) -> (usize, usize) {
         self.read_paths.lock().unwrap().clear();
+        self.write_paths.lock().unwrap().clear();
         (
             self.writes.swap(0, Ordering::SeqCst),
             self.reads.swap(0, Ordering::SeqCst),
@@ -160,6 +163,11 @@ where
         let watch = req.uri().query().is_some_and(|q| q.contains("watch=true"));
         if req.method() != http::Method::GET {
             self.counts.writes.fetch_add(1, Ordering::SeqCst);
+            self.counts
+                .write_paths
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", req.method(), req.uri()));
         } else if !watch {
             self.counts.reads.fetch_add(1, Ordering::SeqCst);
             self.counts
@@ -198,6 +206,20 @@ pub async fn cluster_with_operator() -> &'static Cluster {
     SHARED_OPERATOR
         .get_or_init(|| Mutex::new(Some(start_operator(cluster, Catalog::embedded().unwrap()))));
     cluster
+}
+
+/// Ambient enrolment is cluster-wide: an ambient namespace uses every revision that any
+/// ztunnel pod is bound to, as on a real cluster with one ztunnel per node. Tests that enrol
+/// namespaces in ambient mode or create ztunnel pods hold this lock, so that one test's
+/// ambient namespaces do not keep another test's revisions in use.
+pub static AMBIENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits long enough that the next object is created in a later second than every object
+/// before it. The API server's creationTimestamp counts whole seconds: within one second the
+/// UIDs decide which of two clashing names wins, and a ztunnel pod created in the second a
+/// revision became active is bound to that revision.
+pub async fn next_second() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 }
 
 /// Polls `f` until it returns `Some`, up to `secs` seconds; panics with `what` otherwise.
