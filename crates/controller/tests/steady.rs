@@ -14,6 +14,27 @@ use kube::api::{Api, DeleteParams};
 use mizzen_catalog::Catalog;
 use mizzen_testcluster::shared;
 
+/// Changes that make every controller reconcile without changing anything it renders:
+/// annotations on the Istio, the revision and the mesh ConfigMap, a label on istiod's
+/// Deployment and on a namespace, all set to `value`.
+fn touch_everything(cluster: &mizzen_testcluster::Cluster, value: &str) {
+    let touched = format!("touched={value}");
+    // A label on the Deployment, not an annotation: the API server counts a Deployment's
+    // annotations in its generation, and istiod's Ready rightly waits until a new generation
+    // is observed.
+    for args in [
+        &["annotate", "istio", "default"][..],
+        &["annotate", "istiorevision", "default"],
+        &["label", "deployment", "-n", "istio-system", "istiod"],
+        &["annotate", "configmap", "-n", "istio-system", "istio"],
+        &["label", "namespace", "apps"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend([touched.as_str(), "--overwrite"]);
+        kubectl(cluster, &args);
+    }
+}
+
 #[tokio::test]
 async fn reconciles_without_changes_send_no_writes() {
     let cluster = shared().await;
@@ -45,37 +66,7 @@ async fn reconciles_without_changes_send_no_writes() {
     let (installed, reads) = requests.take();
     println!("requests to install the control plane: {installed} writes, {reads} reads");
 
-    // Things that make every controller reconcile, without changing anything it renders.
-    kubectl(cluster, &["annotate", "istio", "default", "touched=1"]);
-    kubectl(
-        cluster,
-        &["annotate", "istiorevision", "default", "touched=1"],
-    );
-    // A label, not an annotation: the API server counts a Deployment's annotations in its
-    // generation, and istiod's Ready rightly waits until a new generation is observed.
-    kubectl(
-        cluster,
-        &[
-            "label",
-            "deployment",
-            "-n",
-            "istio-system",
-            "istiod",
-            "touched=1",
-        ],
-    );
-    kubectl(
-        cluster,
-        &[
-            "annotate",
-            "configmap",
-            "-n",
-            "istio-system",
-            "istio",
-            "touched=1",
-        ],
-    );
-    kubectl(cluster, &["label", "namespace", "apps", "team=a"]);
+    touch_everything(cluster, "1");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let paths = requests.read_paths.lock().unwrap().clone();
     let written = requests.write_paths.lock().unwrap().clone();
@@ -138,22 +129,7 @@ async fn reconciles_without_changes_send_no_writes() {
         "only status is written while istiod rolls out: {written:?}"
     );
     // With the foreign entry in place, reconciles send nothing at all.
-    kubectl(
-        cluster,
-        &["annotate", "istio", "default", "touched=2", "--overwrite"],
-    );
-    kubectl(
-        cluster,
-        &[
-            "label",
-            "deployment",
-            "-n",
-            "istio-system",
-            "istiod",
-            "touched=2",
-            "--overwrite",
-        ],
-    );
+    touch_everything(cluster, "2");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let paths = requests.read_paths.lock().unwrap().clone();
     let written = requests.write_paths.lock().unwrap().clone();
