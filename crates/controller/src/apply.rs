@@ -396,6 +396,19 @@ pub fn content_hash(obj: &Value) -> String {
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether applying `desired` for `owner` (with its inventory label) would write to `live`,
+/// as the applier decides it: `None` when not, else the path of the first difference. For
+/// what an upgrade would change before it starts (`mizzen plan`).
+pub fn would_change(
+    desired: &Value,
+    owner: Option<(&Owner, (&str, &str))>,
+    live: &DynamicObject,
+) -> Option<String> {
+    let mut obj = desired.clone();
+    prepare(&mut obj, owner);
+    difference(&obj, live)
+}
+
 /// Where the live object differs from what `desired` asks for (`None`: nothing to do).
 fn difference(desired: &Value, live: &DynamicObject) -> Option<String> {
     let live = serde_json::to_value(live).unwrap_or(Value::Null);
@@ -490,7 +503,8 @@ fn quantity(s: &str) -> Option<f64> {
     number.parse::<f64>().ok().map(|n| n * factor)
 }
 
-fn gvk_of(obj: &Value) -> Result<GroupVersionKind, ApplyError> {
+/// The group, version and kind of an object.
+pub fn gvk_of(obj: &Value) -> Result<GroupVersionKind, ApplyError> {
     let api_version = obj["apiVersion"]
         .as_str()
         .ok_or_else(|| ApplyError::Incomplete(obj.to_string()))?;

@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use mizzen_api::condition_types::RECONCILED;
 use mizzen_api::{Conditions, Istio, IstioCNI, IstioRevision, ZTunnel};
 use mizzen_catalog::Component;
-use mizzen_render::{CniInput, CniValuesInput, Object};
+use mizzen_render::Object;
 
 use crate::context::{Context, now, patch_status};
 use crate::dataplane::{
@@ -132,7 +132,7 @@ async fn apply(cni: &IstioCNI, ctx: &Context) -> Outcome {
     if let SkewVerdict::Refused(m) = verdict {
         return Outcome::Refused("UpdateRefused", m);
     }
-    let objects = match render(cni, ctx, &resolved) {
+    let objects = match crate::desired::cni_objects(cni, &resolved, ctx.platform) {
         Ok(o) => o,
         Err(e) => return Outcome::Refused("InvalidValues", e.to_string()),
     };
@@ -155,27 +155,6 @@ async fn apply(cni: &IstioCNI, ctx: &Context) -> Outcome {
         SkewVerdict::Warned(m) => Outcome::Skewed(m),
         _ => Outcome::Applied,
     }
-}
-
-fn render(
-    cni: &IstioCNI,
-    ctx: &Context,
-    resolved: &mizzen_catalog::Resolved,
-) -> Result<Vec<Object>, mizzen_render::RenderError> {
-    let values = mizzen_render::cni_values(&CniValuesInput {
-        values: cni.spec.values.as_ref(),
-        profile: cni.spec.profile.as_deref(),
-        platform: ctx.platform,
-        version: &resolved.version,
-    })?;
-    mizzen_render::render_cni(&CniInput {
-        owner: mizzen_render::Owner::istio_cni(NAME),
-        namespace: cni.spec.namespace.clone(),
-        version: resolved.version.clone(),
-        values,
-        images: resolved.images.clone(),
-        platform: ctx.platform,
-    })
 }
 
 /// The control planes istio-cni serves.

@@ -101,7 +101,8 @@ fn strategy(istio: &Istio) -> UpdateStrategyType {
         .unwrap_or_default()
 }
 
-fn grace(istio: &Istio) -> i64 {
+/// `spec.updateStrategy.inactiveRevisionDeletionGracePeriodSeconds`, defaulted.
+pub fn grace(istio: &Istio) -> i64 {
     istio
         .spec
         .update_strategy
@@ -123,36 +124,31 @@ pub fn prune_plan(
     let mut delete = Vec::new();
     let mut next: Option<Duration> = None;
     for rev in revisions {
-        let name = rev.name_any();
-        if Some(name.as_str()) == active || rev.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let Some(in_use) = rev
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.get_condition(IN_USE))
-        else {
+        let Some(expiry) = prune_at(rev, active, grace) else {
             continue;
         };
-        if in_use.status != ConditionStatus::False {
-            continue;
-        }
-        let Some(since) = in_use
-            .last_transition_time
-            .as_deref()
-            .and_then(|t| t.parse::<Timestamp>().ok())
-        else {
-            continue;
-        };
-        let expiry = since + jiff::SignedDuration::from_secs(grace);
         if expiry <= now {
-            delete.push(name);
+            delete.push(rev.name_any());
         } else {
             let wait = Duration::try_from(expiry.duration_since(now)).unwrap_or_default();
             next = Some(next.map_or(wait, |n| n.min(wait)));
         }
     }
     (delete, next)
+}
+
+/// When revision `rev` is pruned: `grace` seconds after its `InUse` turned explicitly
+/// `False`; `None` when it is the active one, already being deleted, or not known to be unused.
+pub fn prune_at(rev: &IstioRevision, active: Option<&str>, grace: i64) -> Option<Timestamp> {
+    if Some(rev.name_any().as_str()) == active || rev.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let in_use = rev.status.as_ref()?.conditions.get_condition(IN_USE)?;
+    if in_use.status != ConditionStatus::False {
+        return None;
+    }
+    let since: Timestamp = in_use.last_transition_time.as_deref()?.parse().ok()?;
+    Some(since + jiff::SignedDuration::from_secs(grace))
 }
 
 /// The Istio controller: Istios, the revisions and Services they own.
@@ -299,14 +295,8 @@ async fn write_revision(
     previous_active: Option<&str>,
 ) -> Result<bool, Error> {
     let namespace = &istio.spec.namespace;
-    let values = mizzen_render::revision_values(&mizzen_render::RevisionValuesInput {
-        values: istio.spec.values.as_ref(),
-        profile: istio.spec.profile.as_deref(),
-        platform: ctx.platform,
-        revision: &plan.revision,
-        namespace,
-        version: &plan.version,
-    })?;
+    let values =
+        crate::desired::revision_values(istio, &plan.revision, &plan.version, ctx.platform)?;
     let kept = existing
         .and_then(|r| r.annotations().get(ACTIVE_SINCE_ANNOTATION).cloned())
         .filter(|_| previous_active == Some(plan.revision.as_str()));

@@ -7,6 +7,7 @@ pub mod children;
 pub mod cni;
 pub mod context;
 pub mod dataplane;
+pub mod desired;
 pub mod inuse;
 pub mod istio;
 pub mod metrics;

@@ -17,11 +17,10 @@ use mizzen_api::{
     ZTunnel, derive_state,
 };
 use mizzen_catalog::Version;
-use mizzen_render::{Object, Platform, RevisionInput, helm_revision};
+use mizzen_render::{Object, Platform, helm_revision};
 
 use crate::context::{Context, now, patch_status};
 use crate::inuse::{ACTIVE_SINCE_ANNOTATION, RevisionInfo, Usage, enables_namespaces_by_default};
-use crate::istio::stable_host;
 use crate::wiring::{Wiring, all_revisions};
 use crate::{Error, owner_of};
 use futures::future::BoxFuture;
@@ -308,31 +307,9 @@ async fn apply(rev: &IstioRevision, ctx: &Context) -> Result<(), Failure> {
         .resolve(&rev.spec.version)
         .map_err(|e| Failure::Invalid("VersionNotSupported", e.to_string()))?;
     check_tag_clash(rev, ctx).await?;
-    let values = rev.spec.values.clone().unwrap_or_default();
     let owner = mizzen_render::Owner::istio_revision(&name);
-    let custom_hosts = istio_owner(rev)
-        .map(|istio| vec![stable_host(&istio, namespace)])
-        .unwrap_or_default();
-    let mut objects = mizzen_render::render_revision(&RevisionInput {
-        owner: owner.clone(),
-        revision: name.clone(),
-        namespace: namespace.clone(),
-        version: resolved.version.clone(),
-        values,
-        images: resolved.images.clone(),
-        platform: ctx.platform,
-        custom_hosts,
-    })
-    .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?;
-    // The default validator and the reader account. An IstioRevisionTag named `default`
-    // renders them too, but never at the same time: a tag and a revision of the same name
-    // clash, and the loser (see `check_tag_clash` and the tag controller) renders nothing.
-    if name == "default" {
-        objects.extend(
-            mizzen_render::render_base(&owner, &name, namespace, &resolved.version)
-                .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?,
-        );
-    }
+    let objects = crate::desired::revision_objects(rev, &resolved, ctx.platform)
+        .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?;
     let inventory = owner.label();
     ctx.applier
         .apply(
@@ -416,7 +393,7 @@ pub fn takes_precedence(
 }
 
 /// The Istio that owns this revision, if any.
-fn istio_owner(rev: &IstioRevision) -> Option<String> {
+pub(crate) fn istio_owner(rev: &IstioRevision) -> Option<String> {
     rev.owner_references()
         .iter()
         .find(|o| o.kind == "Istio")
