@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use mizzen_catalog::Catalog;
 
+mod companion;
 mod dev;
 mod generate;
 mod operator;
@@ -40,6 +41,19 @@ enum Command {
     Chart(generate::OutArgs),
     /// Write the OLM bundle and file-based catalog of mizzen into a directory.
     Bundle(generate::OutArgs),
+    /// Show the mesh lifecycle: Istios and revisions, istio-cni, ztunnel, tags, skew, next step.
+    Status(companion::StatusArgs),
+    /// Show what an upgrade would do, step by step, checked against the rules.
+    Plan(companion::PlanArgs),
+    /// Carry out the plan: one resource at a time, each step gated on Ready.
+    Upgrade(companion::UpgradeArgs),
+    /// Go back: to the previous revision (RevisionBased) or a version given with --to.
+    Rollback(companion::RollbackArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -62,7 +76,16 @@ fn version() -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    let matches = Cli::command().version(version()).get_matches();
+    let mut command = Cli::command().version(version());
+    // Installed as `kubectl-mizzen` (a kubectl plugin), it is run as `kubectl mizzen`.
+    if std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|f| f.to_owned()))
+        .is_some_and(|f| f == "kubectl-mizzen")
+    {
+        command = command.bin_name("kubectl mizzen");
+    }
+    let matches = command.get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if matches!(cli.command, Command::Run(_)) {
         mizzen_runtime::limit_malloc_arenas();
@@ -92,6 +115,21 @@ fn main() -> anyhow::Result<()> {
         Command::Chart(args) => generate::chart(args),
         Command::Bundle(args) => {
             generate::bundle(args, &load_catalog(cli.versions_file.as_deref())?)
+        }
+        Command::Status(args) => {
+            companion::status(args, &load_catalog(cli.versions_file.as_deref())?)
+        }
+        Command::Plan(args) => companion::plan(args, &load_catalog(cli.versions_file.as_deref())?),
+        Command::Upgrade(args) => {
+            companion::upgrade(args, &load_catalog(cli.versions_file.as_deref())?)
+        }
+        Command::Rollback(args) => {
+            companion::rollback(args, &load_catalog(cli.versions_file.as_deref())?)
+        }
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "mizzen", &mut std::io::stdout());
+            Ok(())
         }
         Command::Run(args) => {
             operator::run_operator(args, load_catalog(cli.versions_file.as_deref())?)
