@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # mizzen's main job on a local control plane that this script starts itself: install an
 # ambient mesh (Istio, IstioCNI, ZTunnel at v1.26.3) on 3 fake nodes, then update it InPlace to
-# v1.26.4 in the documented order (control plane, istio-cni, ztunnel), as the OSSM procedure
-# does with `oc`. The cluster and the operator keep running afterwards.
+# v1.26.4 with the upgrade companion: `mizzen status`, `mizzen plan`, then `mizzen upgrade`,
+# which runs the documented order (control plane, istio-cni, ztunnel) of the OSSM procedure,
+# each step gated on Ready. (The procedure's own kubectl commands are scripts/seed/inplace.sh,
+# run by the tests.) The cluster and the operator keep running afterwards.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -49,20 +51,13 @@ kubectl wait --for=jsonpath='{.status.state}'=Healthy istios/default --timeout=2
 
 say "before the update"
 kubectl get istio,istiorevision,istiocni,ztunnel
+run "$mizzen" status
 
-say "1. update the control plane"
-run kubectl patch istio default --type=merge -p "{\"spec\":{\"version\":\"$to\"}}"
-run kubectl wait --for=condition=Ready istios/default --timeout=5m
+say "what the update to $to would do (nothing changes yet)"
+run "$mizzen" plan --to "$to"
 
-say "2. update istio-cni (node by node)"
-run kubectl patch istiocni default --type=merge -p "{\"spec\":{\"version\":\"$to\"}}"
-run kubectl rollout status daemonset/istio-cni-node -n istio-cni --timeout=5m
-run kubectl wait --for=condition=Ready istiocnis/default --timeout=5m
-
-say "3. update ztunnel (node by node)"
-run kubectl patch ztunnel default --type=merge -p "{\"spec\":{\"version\":\"$to\"}}"
-run kubectl rollout status daemonset/ztunnel -n ztunnel --timeout=10m
-run kubectl wait --for=condition=Ready ztunnels/default --timeout=10m
+say "the update: control plane, then istio-cni, then ztunnel, each step gated on Ready"
+run "$mizzen" upgrade --to "$to" --yes
 
 # The Istio's STATUS follows ztunnel's through the revision's DependenciesHealthy, about a
 # second behind: let it settle before printing.
@@ -72,6 +67,7 @@ kubectl wait --for=jsonpath='{.status.state}'=Healthy istios/default --timeout=2
 say "after the update"
 kubectl get istio,istiorevision,istiocni,ztunnel
 kubectl get pods -n ztunnel -o wide
+run "$mizzen" status
 
 cat <<TXT
 
