@@ -6,7 +6,7 @@ use kube::CustomResourceExt;
 use kube::core::crd::merge_crds;
 use serde_json::{Value, json};
 
-use crate::{Istio, IstioCNI, IstioRevision, IstioRevisionTag, ZTunnel, ztunnel};
+use crate::{Istio, IstioCNI, IstioRevision, IstioRevisionTag, RolloutPolicy, ZTunnel, ztunnel};
 
 /// The version names the CRDs accept, taken from a version catalog.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +97,14 @@ pub fn crds(v: &VersionEnums) -> Vec<CustomResourceDefinition> {
     });
     let ztunnel = merge_crds(vec![ztunnel_v1alpha1, ztunnel_v1], "v1")
         .expect("the two ZTunnel versions share names, group and scope");
-    vec![istio, revision, tag, cni, ztunnel]
+    // mizzen's own API group: how the data plane's DaemonSets roll out (docs/rollout.md). A
+    // bad wave size is reported by the operator as a condition that names it.
+    let rollout = edit(RolloutPolicy::crd(), |root| {
+        let spec = &mut root["properties"]["spec"];
+        spec["required"] = json!(["targetRef"]);
+        immutable(spec, "targetRef");
+    });
+    vec![istio, revision, tag, cni, ztunnel, rollout]
 }
 
 /// All CRDs as one multi-document YAML stream.

@@ -9,6 +9,7 @@ pub mod condition;
 pub mod crds;
 pub mod istio;
 pub mod revision;
+pub mod rollout;
 pub mod tag;
 pub mod values;
 pub mod ztunnel;
@@ -19,6 +20,7 @@ pub use istio::{
     Istio, IstioSpec, IstioStatus, IstioUpdateStrategy, RevisionSummary, UpdateStrategyType,
 };
 pub use revision::{IstioRevision, IstioRevisionSpec, IstioRevisionStatus};
+pub use rollout::{RolloutPolicy, RolloutPolicySpec, RolloutPolicyStatus};
 pub use tag::{
     IstioRevisionTag, IstioRevisionTagSpec, IstioRevisionTagStatus, TargetKind, TargetReference,
 };

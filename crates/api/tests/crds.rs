@@ -133,15 +133,21 @@ fn names_scope_and_versions() {
             "istiorevisions.sailoperator.io",
             "istiorevisiontags.sailoperator.io",
             "istiocnis.sailoperator.io",
-            "ztunnels.sailoperator.io"
+            "ztunnels.sailoperator.io",
+            "rolloutpolicies.mizzen.io"
         ]
     );
     for c in &all {
         assert_eq!(c.spec.scope, "Cluster");
-        assert_eq!(c.spec.group, "sailoperator.io");
+        // mizzen's own kind lives in its own group, never in upstream's.
+        let (group, category) = match c.spec.names.kind.as_str() {
+            "RolloutPolicy" => ("mizzen.io", "mizzen"),
+            _ => ("sailoperator.io", "istio-io"),
+        };
+        assert_eq!(c.spec.group, group);
         assert_eq!(
             c.spec.names.categories.as_deref(),
-            Some(&["istio-io".to_string()][..])
+            Some(&[category.to_string()][..])
         );
         for v in &c.spec.versions {
             assert!(
@@ -176,7 +182,12 @@ fn names_scope_and_versions() {
     );
     for c in all.iter().filter(|c| c.spec.names.kind != "ZTunnel") {
         assert_eq!(c.spec.versions.len(), 1);
-        assert_eq!(c.spec.versions[0].name, "v1");
+        let version = if c.spec.group == "mizzen.io" {
+            "v1alpha1"
+        } else {
+            "v1"
+        };
+        assert_eq!(c.spec.versions[0].name, version);
     }
 }
 

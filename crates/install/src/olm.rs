@@ -186,6 +186,11 @@ const KINDS: &[(&str, &str, &str)] = &[
         "ZTunnel",
         "The ztunnel node proxy of the ambient data plane.",
     ),
+    (
+        "RolloutPolicy",
+        "Rollout Policy",
+        "How the ztunnel or istio-cni DaemonSet rolls out a new version: its own rolling update, or node by node in drained waves.",
+    ),
 ];
 
 fn owned(crds: &[CustomResourceDefinition]) -> Vec<Value> {

@@ -167,8 +167,8 @@ fn owned_crds_are_exactly_the_bundles_crd_files() {
     }
     assert_eq!(
         in_files.len(),
-        6,
-        "five kinds, ZTunnel in two versions: {in_files:?}"
+        7,
+        "six kinds, ZTunnel in two versions: {in_files:?}"
     );
     let csv = csv();
     let owned: BTreeSet<_> = csv["spec"]["customresourcedefinitions"]["owned"]
@@ -249,7 +249,12 @@ fn channels_and_package_agree_between_bundle_and_catalog() {
         .iter()
         .filter(|p| p["type"] == "olm.gvk")
         .map(|p| {
-            assert_eq!(p["value"]["group"], "sailoperator.io");
+            let group = if p["value"]["kind"] == "RolloutPolicy" {
+                "mizzen.io"
+            } else {
+                "sailoperator.io"
+            };
+            assert_eq!(p["value"]["group"], group);
             (
                 p["value"]["kind"].as_str().unwrap().to_owned(),
                 p["value"]["version"].as_str().unwrap().to_owned(),
