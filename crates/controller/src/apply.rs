@@ -237,6 +237,10 @@ impl Applier {
                     .map(Arc::new),
             };
             if let Some(l) = &live {
+                if ignored(&l.metadata) {
+                    report.unchanged += 1;
+                    continue;
+                }
                 match difference(&obj, l) {
                     None => {
                         report.unchanged += 1;
@@ -274,6 +278,7 @@ impl Applier {
         let selector = format!("{}={}", inventory.0, inventory.1);
         for gvk in prunable {
             let (ar, caps) = self.resource(gvk).await?;
+            // (namespace, name, leave it: being deleted, or ignored)
             let items: Vec<(Option<String>, String, bool)> =
                 match self.children.labelled(gvk, inventory) {
                     Some(cached) => cached
@@ -282,7 +287,7 @@ impl Applier {
                             (
                                 o.namespace(),
                                 o.name_any(),
-                                o.metadata.deletion_timestamp.is_some(),
+                                o.metadata.deletion_timestamp.is_some() || ignored(&o.metadata),
                             )
                         })
                         .collect(),
@@ -300,12 +305,12 @@ impl Applier {
                             (
                                 o.namespace(),
                                 o.name_any(),
-                                o.metadata.deletion_timestamp.is_some(),
+                                o.metadata.deletion_timestamp.is_some() || ignored(&o.metadata),
                             )
                         })
                         .collect(),
                 };
-            for (ns, name, deleting) in items {
+            for (ns, name, leave) in items {
                 let key = format!(
                     "{}/{}/{}/{}",
                     ar.group,
@@ -313,7 +318,7 @@ impl Applier {
                     ns.as_deref().unwrap_or(""),
                     name
                 );
-                if keep.contains(&key) || deleting {
+                if keep.contains(&key) || leave {
                     continue;
                 }
                 let api: Api<DynamicObject> = match (&caps.scope, &ns) {
@@ -394,6 +399,18 @@ fn prepare(obj: &mut Value, owner: Option<(&Owner, (&str, &str))>) {
 pub fn content_hash(obj: &Value) -> String {
     let digest = Sha256::digest(obj.to_string().as_bytes());
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sail's annotation on a child object that the operator must leave alone.
+pub const IGNORE_ANNOTATION: &str = "sailoperator.io/ignore";
+
+/// Whether a live object carries [`IGNORE_ANNOTATION`] `"true"`: it is neither written nor
+/// pruned (as Sail does).
+fn ignored(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(IGNORE_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 /// Whether applying `desired` for `owner` (with its inventory label) would write to `live`,

@@ -338,6 +338,27 @@ impl Children {
     }
 }
 
+impl Children {
+    /// One item each time a cached object controlled by an owner of one of `kinds` changes
+    /// (and after missed events), for controllers that read those children without owning
+    /// them.
+    pub fn changes_of_owners(
+        &self,
+        kinds: &'static [&'static str],
+    ) -> impl futures::Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.owners.subscribe(), move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(o) if kinds.contains(&o.kind.as_str()) => return Some(((), rx)),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Some(((), rx)),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+}
+
 /// The controlling owner of `obj`, if it has one.
 fn controller_of(obj: &DynamicObject) -> Option<Owned> {
     obj.owner_references()

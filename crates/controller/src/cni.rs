@@ -17,7 +17,6 @@ use kube::{Resource, ResourceExt};
 use mizzen_api::condition_types::RECONCILED;
 use mizzen_api::{Conditions, Istio, IstioCNI, IstioRevision, ZTunnel};
 use mizzen_catalog::Component;
-use mizzen_render::Object;
 
 use crate::context::{Context, now, patch_status};
 use crate::dataplane::{
@@ -104,6 +103,9 @@ pub async fn reconcile(cni: Arc<IstioCNI>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 async fn apply(cni: &IstioCNI, ctx: &Context) -> Outcome {
+    if let Some(m) = crate::context::paused(cni) {
+        return Outcome::Refused(crate::context::PAUSED_REASON, m);
+    }
     let namespace = &cni.spec.namespace;
     if let Err(m) = ctx.namespace_ready(namespace) {
         return Outcome::Refused("NamespaceNotFound", m);
@@ -143,7 +145,14 @@ async fn apply(cni: &IstioCNI, ctx: &Context) -> Outcome {
         .apply(
             &owner_of(cni),
             (inventory.0, &inventory.1),
-            objects.into_iter().map(Object::into_json).collect(),
+            crate::desired::with_rollout(
+                objects,
+                crate::rollout::drives(
+                    ctx.own.policies.store().state().iter().map(AsRef::as_ref),
+                    mizzen_api::rollout::RolloutTargetKind::IstioCNI,
+                    NAME,
+                ),
+            ),
             &prunable_kinds(nad_served),
         )
         .await

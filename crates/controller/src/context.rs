@@ -188,6 +188,29 @@ impl Context {
     }
 }
 
+/// The annotation that pauses an Istio, IstioCNI or ZTunnel: while it is `"true"`, mizzen
+/// writes none of that resource's children (docs/rollout.md, "Pausing a resource").
+pub const PAUSED_ANNOTATION: &str = "mizzen.io/paused";
+/// The condition reason (of `Reconciled`) and `state` of a paused resource.
+pub const PAUSED_REASON: &str = "Paused";
+
+/// Why `obj` is paused, when it is.
+pub fn paused<K: Resource<DynamicType = ()>>(obj: &K) -> Option<String> {
+    let on = obj
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PAUSED_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    on.then(|| {
+        format!(
+            "{PAUSED_ANNOTATION} is \"true\": mizzen writes none of this {}'s children; remove \
+             the annotation to go on",
+            K::kind(&())
+        )
+    })
+}
+
 /// Now, cut to the second as the API server cuts its own timestamps, in the RFC 3339 form of
 /// condition timestamps (a time rounded up would lie in the future).
 pub fn now() -> String {

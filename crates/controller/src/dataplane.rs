@@ -39,6 +39,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use mizzen_api::condition_types::{READY, RECONCILED};
+use mizzen_api::rollout::RolloutTargetKind;
 use mizzen_api::{Condition, ConditionStatus, Conditions, IstioRevision, derive_state};
 use mizzen_catalog::{Component, Version, check_dataplane};
 
@@ -111,6 +112,9 @@ pub fn skew_verdict(
     }
 }
 
+/// What `Ready` adds for a DaemonSet with `updateStrategy: OnDelete` that nothing drives.
+const ON_DELETE_HINT: &str = " (updateStrategy OnDelete: delete the old pods to update them)";
+
 /// Whether a DaemonSet's rollout is complete on every node: the controller observed the
 /// current spec, at least one node is scheduled, and on every scheduled node the pod is
 /// updated and available. Otherwise the progress, node by node, e.g. `rolling out v1.26.4:
@@ -149,7 +153,7 @@ pub fn daemonset_rollout(ds: &DaemonSet) -> Result<(), String> {
         .and_then(|u| u.type_.as_deref())
         == Some("OnDelete");
     let hint = if on_delete && updated < desired {
-        " (updateStrategy OnDelete: delete the old pods to update them)"
+        ON_DELETE_HINT
     } else {
         ""
     };
@@ -218,7 +222,20 @@ pub async fn ready_condition<K: Resource<DynamicType = ()>>(
                 Outcome::Refused(reason, _) => not_applied(&ds, reason),
                 _ => match daemonset_rollout(&ds) {
                     Ok(()) => Condition::healthy(READY, ""),
-                    Err(m) => not_ready(m),
+                    Err(m) => {
+                        let target = if kind == "IstioCNI" {
+                            RolloutTargetKind::IstioCNI
+                        } else {
+                            RolloutTargetKind::ZTunnel
+                        };
+                        match crate::rollout::summary(&ctx.own.policies.store(), target, owner) {
+                            // mizzen replaces the pods: no hint to delete them.
+                            Some(waves) => {
+                                not_ready(format!("{}; {waves}", m.replace(ON_DELETE_HINT, "")))
+                            }
+                            None => not_ready(m),
+                        }
+                    }
                 },
             }
         }

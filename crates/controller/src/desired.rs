@@ -6,6 +6,7 @@
 use mizzen_api::{Istio, IstioCNI, IstioRevision, Values};
 use mizzen_catalog::{Resolved, Version};
 use mizzen_render::{CniInput, CniValuesInput, Object, Platform, RenderError, RevisionInput};
+use serde_json::{Value, json};
 
 use crate::istio::stable_host;
 
@@ -84,4 +85,20 @@ pub fn cni_objects(
         images: resolved.images.clone(),
         platform,
     })
+}
+
+/// A data-plane component's objects as applied: with `drain_waves` (a `DrainWaves`
+/// RolloutPolicy drives it, `crate::rollout`) its DaemonSet is set to
+/// `updateStrategy: OnDelete`, so that mizzen replaces the pods node by node.
+pub fn with_rollout(objects: Vec<Object>, drain_waves: bool) -> Vec<Value> {
+    objects
+        .into_iter()
+        .map(Object::into_json)
+        .map(|mut o| {
+            if drain_waves && o["kind"] == "DaemonSet" {
+                o["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+            }
+            o
+        })
+        .collect()
 }

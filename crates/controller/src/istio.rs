@@ -185,7 +185,13 @@ pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, E
         reason: "ReconcileError",
         message: "could not list IstioRevisions".into(),
     });
-    if let Ok(owned) = &owned {
+    let paused = crate::context::paused(istio.as_ref());
+    if let Some(message) = &paused {
+        reconciled = Err(Refusal {
+            reason: crate::context::PAUSED_REASON,
+            message: message.clone(),
+        });
+    } else if let Ok(owned) = &owned {
         let tentative = plan(&istio, &ctx.catalog, None);
         let existing = tentative
             .as_ref()
@@ -233,7 +239,9 @@ pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, E
     // Prune even when the spec is refused: other revisions may still expire.
     let mut requeue = None;
     let mut owned = owned;
-    if let Ok(owned) = &mut owned {
+    if let Ok(owned) = &mut owned
+        && paused.is_none()
+    {
         let (delete, next) = prune_plan(owned, active.as_deref(), grace(&istio), Timestamp::now());
         let revisions_api: Api<IstioRevision> = Api::all(ctx.client.clone());
         for rev in delete {

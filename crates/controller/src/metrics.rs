@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use mizzen_api::condition_types::{IN_USE, READY, RECONCILED};
-use mizzen_api::{Conditions, Istio, IstioCNI, IstioRevision, IstioRevisionTag, ZTunnel};
+use mizzen_api::{
+    Conditions, Istio, IstioCNI, IstioRevision, IstioRevisionTag, RolloutPolicy, ZTunnel,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -71,6 +73,8 @@ pub struct Stores {
     pub cnis: OnceLock<Store<IstioCNI>>,
     /// ZTunnels.
     pub ztunnels: OnceLock<Store<ZTunnel>>,
+    /// RolloutPolicies.
+    pub policies: OnceLock<Store<RolloutPolicy>>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -413,7 +417,50 @@ impl Collector for StateCollector {
                 push_rollout(&mut rollout, kind, &name, p);
             }
         }
-        for family in [backlog, revisions, in_use, ready, version, skew, rollout] {
+        let mut policy_nodes = GaugeFamily::new(
+            "rollout_policy_nodes",
+            "Nodes of each DrainWaves RolloutPolicy's rollout, by state (updated, draining, pending, failed)",
+        );
+        let mut policy_wave = GaugeFamily::new(
+            "rollout_policy_wave",
+            "The wave under way of each DrainWaves RolloutPolicy (0 before the first), and their number as `of`",
+        );
+        for p in cached(&stores.policies) {
+            let Some(s) = p.status.as_ref() else { continue };
+            let name = p.name_any();
+            for (state, n) in [
+                ("updated", s.updated),
+                ("draining", s.draining),
+                ("pending", s.pending),
+                ("failed", s.failed),
+            ] {
+                policy_nodes.push(
+                    vec![("policy", name.clone()), ("state", state.into())],
+                    n.into(),
+                );
+            }
+            let of = s
+                .wave
+                .as_deref()
+                .and_then(|w| w.split_once('/'))
+                .and_then(|(_, of)| of.parse::<i64>().ok())
+                .unwrap_or(0);
+            policy_wave.push(
+                vec![("policy", name), ("of", of.to_string())],
+                s.current_wave.into(),
+            );
+        }
+        for family in [
+            backlog,
+            revisions,
+            in_use,
+            ready,
+            version,
+            skew,
+            rollout,
+            policy_nodes,
+            policy_wave,
+        ] {
             family.encode(&mut encoder)?;
         }
         Ok(())
@@ -480,5 +527,33 @@ mod tests {
             out.contains(r#"mizzen_reconcile_duration_seconds_count{controller="Istio"} 2"#),
             "{out}"
         );
+    }
+
+    #[test]
+    fn rollout_policies_report_their_wave_and_nodes() {
+        let mut registry = Registry::with_prefix("mizzen");
+        let m = Metrics::new(&mut registry);
+        let (store, mut writer) = kube::runtime::reflector::store::<RolloutPolicy>();
+        let mut p = RolloutPolicy::new("zt", Default::default());
+        p.status = Some(mizzen_api::RolloutPolicyStatus {
+            wave: Some("2/5".into()),
+            current_wave: 2,
+            updated: 7,
+            draining: 1,
+            pending: 22,
+            ..Default::default()
+        });
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(p));
+        m.stores().policies.set(store).unwrap();
+        let mut out = String::new();
+        encode(&mut out, &registry).unwrap();
+        for line in [
+            r#"mizzen_rollout_policy_nodes{policy="zt",state="updated"} 7"#,
+            r#"mizzen_rollout_policy_nodes{policy="zt",state="draining"} 1"#,
+            r#"mizzen_rollout_policy_nodes{policy="zt",state="pending"} 22"#,
+            r#"mizzen_rollout_policy_wave{policy="zt",of="5"} 2"#,
+        ] {
+            assert!(out.contains(line), "{line} missing from {out}");
+        }
     }
 }

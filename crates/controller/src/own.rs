@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector};
 use kube::{Client, Resource, ResourceExt};
-use mizzen_api::{Istio, IstioCNI, IstioRevision, IstioRevisionTag, ZTunnel};
+use mizzen_api::{Istio, IstioCNI, IstioRevision, IstioRevisionTag, RolloutPolicy, ZTunnel};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
@@ -31,6 +32,8 @@ const CHANGES_QUEUE: usize = 1024;
 /// One kind's watch, store and fan-out.
 pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
+    /// Drops what no reader needs before an object enters the store.
+    trim: fn(&mut K),
     writer: Mutex<Option<Writer<K>>>,
     changes: broadcast::Sender<Arc<K>>,
     watch: String,
@@ -49,9 +52,15 @@ where
         + 'static,
 {
     fn new(health: Arc<Health>) -> Self {
+        Self::trimmed(health, |_| {})
+    }
+
+    /// A store whose objects `trim` reduces to what the readers need.
+    fn trimmed(health: Arc<Health>, trim: fn(&mut K)) -> Self {
         let (store, writer) = reflector::store();
         Self {
             store,
+            trim,
             writer: Mutex::new(Some(writer)),
             changes: broadcast::channel(CHANGES_QUEUE).0,
             watch: K::plural(&()).into_owned(),
@@ -90,7 +99,13 @@ where
         };
         let stream = watcher::watcher(Api::<K>::all(client.clone()), crate::wiring::watch_config())
             .backoff(WatchBackoff::default())
-            .modify(|o| o.managed_fields_mut().clear())
+            .modify({
+                let trim = self.trim;
+                move |o| {
+                    o.managed_fields_mut().clear();
+                    trim(o);
+                }
+            })
             .reflect(writer);
         let (store, changes, health, watch) = (
             self.store.clone(),
@@ -202,6 +217,35 @@ pub struct OwnKinds {
     pub cnis: Shared<IstioCNI>,
     /// ZTunnels.
     pub ztunnels: Shared<ZTunnel>,
+    /// RolloutPolicies (mizzen.io).
+    pub policies: Shared<RolloutPolicy>,
+    /// Nodes, reduced to what the rollouts read ([`trim_node`]).
+    pub nodes: Shared<Node>,
+}
+
+/// What the rollouts read of a node: its metadata (labels, annotations, deletion), whether it
+/// is cordoned, and its `Ready` condition. The rest (images, addresses, capacity, ...) is
+/// dropped, so a node costs the cache a few hundred bytes.
+pub fn trim_node(node: &mut Node) {
+    let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable);
+    node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+        unschedulable,
+        ..Default::default()
+    });
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready").cloned())
+        .map(|mut c| {
+            // Heartbeats change nothing the rollouts read.
+            c.last_heartbeat_time = None;
+            c
+        });
+    node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+        conditions: ready.map(|c| vec![c]),
+        ..Default::default()
+    });
 }
 
 impl OwnKinds {
@@ -213,7 +257,9 @@ impl OwnKinds {
             revisions: Shared::new(health.clone()),
             tags: Shared::new(health.clone()),
             cnis: Shared::new(health.clone()),
-            ztunnels: Shared::new(health),
+            ztunnels: Shared::new(health.clone()),
+            policies: Shared::new(health.clone()),
+            nodes: Shared::trimmed(health, trim_node),
         }
     }
 
@@ -228,11 +274,14 @@ impl OwnKinds {
         let _ = stores.tags.set(self.tags.store());
         let _ = stores.cnis.set(self.cnis.store());
         let _ = stores.ztunnels.set(self.ztunnels.store());
+        let _ = stores.policies.set(self.policies.store());
         self.istios.start(client, metrics.clone(), stopped());
         self.revisions.start(client, metrics.clone(), stopped());
         self.tags.start(client, metrics.clone(), stopped());
         self.cnis.start(client, metrics.clone(), stopped());
-        self.ztunnels.start(client, metrics, stopped());
+        self.ztunnels.start(client, metrics.clone(), stopped());
+        self.policies.start(client, metrics.clone(), stopped());
+        self.nodes.start(client, metrics, stopped());
     }
 
     /// Waits, for at most `limit`, until every store has listed; false if one has not (its
@@ -244,6 +293,8 @@ impl OwnKinds {
             self.tags.wait_until_ready().await;
             self.cnis.wait_until_ready().await;
             self.ztunnels.wait_until_ready().await;
+            self.policies.wait_until_ready().await;
+            self.nodes.wait_until_ready().await;
         };
         tokio::time::timeout(limit, all).await.is_ok()
     }

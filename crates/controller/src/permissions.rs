@@ -126,6 +126,23 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
         "istiorevisions",
         &["create", "delete", "patch"],
     );
+    // Rollout policies (mizzen.io): watched, their status written, their finalizer applied.
+    r.add(
+        "mizzen.io",
+        "rolloutpolicies",
+        &["get", "list", "patch", "watch"],
+    );
+    r.add("mizzen.io", "rolloutpolicies/status", &["patch"]);
+    r.add("mizzen.io", "rolloutpolicies/finalizers", &["update"]);
+    // DrainWaves: nodes watched, cordoned and marked; the ambient workloads on a node listed
+    // and evicted (the Eviction API, so PodDisruptionBudgets hold); the agent pods replaced;
+    // the DaemonSet's current revision read; the evicted workloads' availability read.
+    r.add("", "nodes", &["get", "list", "patch", "watch"]);
+    r.add("", "pods", &["delete", "get", "list", "watch"]);
+    r.add("", "pods/eviction", &["create"]);
+    r.add("apps", "controllerrevisions", &["list"]);
+    r.add("apps", "replicasets", &["get"]);
+    r.add("apps", "statefulsets", &["get"]);
     // Events on mizzen's (cluster-scoped) resources land in namespace `default`.
     r.add("events.k8s.io", "events", &["create", "patch"]);
     r.into_policy_rules()

@@ -21,7 +21,7 @@ use mizzen_render::{Object, Platform, helm_revision};
 
 use crate::context::{Context, now, patch_status};
 use crate::inuse::{ACTIVE_SINCE_ANNOTATION, RevisionInfo, Usage, enables_namespaces_by_default};
-use crate::wiring::{Wiring, all_revisions};
+use crate::wiring::{Wiring, all_of};
 use crate::{Error, owner_of};
 use futures::future::BoxFuture;
 use kube::runtime::Controller;
@@ -64,9 +64,9 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
     let store = own.revisions.store();
     let controller = Controller::for_shared_stream(own.revisions.changes(), store.clone())
         .reconcile_on(w.ctx.children.owned_by(store.clone()))
-        .watches_shared_stream(own.cnis.changes(), all_revisions(store.clone()))
-        .watches_shared_stream(own.ztunnels.changes(), all_revisions(store.clone()))
-        .watches_shared_stream(own.tags.changes(), all_revisions(store.clone()))
+        .watches_shared_stream(own.cnis.changes(), all_of(store.clone()))
+        .watches_shared_stream(own.ztunnels.changes(), all_of(store.clone()))
+        .watches_shared_stream(own.tags.changes(), all_of(store.clone()))
         .reconcile_on(w.usage_changes_of(store, usage_fingerprints));
     w.start("IstioRevision", controller, reconcile)
 }

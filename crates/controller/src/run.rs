@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, watch};
 use crate::metrics::Metrics;
 use crate::wiring::{Health, WatchBackoff, Wiring};
 use crate::workloads::Workloads;
-use crate::{Context, Error, cni, istio, revision, tag, ztunnel};
+use crate::{Context, Error, cni, istio, revision, rollout, tag, ztunnel};
 
 /// How long running reconciles may take to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -135,6 +135,7 @@ pub async fn run(
         tag::controller(&wiring),
         cni::controller(&wiring),
         ztunnel::controller(&wiring),
+        rollout::controller(&wiring),
     ];
     // The controllers subscribed to their kinds' changes above; now the watches may list.
     wiring

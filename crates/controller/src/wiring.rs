@@ -17,7 +17,6 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use mizzen_api::IstioRevision;
 use serde::de::DeserializeOwned;
 use tokio::sync::{broadcast, watch};
 
@@ -251,10 +250,11 @@ where
     Action::requeue(delay)
 }
 
-/// A watch mapper that enqueues every revision (there are few).
-pub(crate) fn all_revisions<T>(
-    store: Store<IstioRevision>,
-) -> impl Fn(T) -> Vec<ObjectRef<IstioRevision>> + Clone {
+/// A watch mapper that enqueues every object of `store` (revisions, policies: there are few).
+pub(crate) fn all_of<K, T>(store: Store<K>) -> impl Fn(T) -> Vec<ObjectRef<K>> + Clone
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
     move |_| {
         store
             .state()

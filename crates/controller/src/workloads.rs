@@ -182,6 +182,17 @@ impl Workloads {
         }
     }
 
+    /// Whether namespace `name` is enrolled in ambient mode (label
+    /// `istio.io/dataplane-mode=ambient`).
+    pub fn namespace_is_ambient(&self, name: &str) -> bool {
+        self.namespaces
+            .read()
+            .expect("not poisoned")
+            .live
+            .get(name)
+            .is_some_and(|e| e.labels.dataplane_mode.as_deref() == Some("ambient"))
+    }
+
     /// The namespaces and relevant pods, as the in-use rules take them (tags and revisions
     /// empty).
     pub fn usage(&self) -> Usage {

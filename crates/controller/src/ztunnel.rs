@@ -74,6 +74,7 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
         .reconcile_on(w.ctx.children.owned_by(store.clone()))
         .watches_shared_stream(own.istios.changes(), singleton)
         .watches_shared_stream(own.revisions.changes(), singleton)
+        .watches_shared_stream(own.policies.changes(), singleton)
         .reconcile_on(w.usage_changes_of(store, |ctx, objects| {
             namespace_fingerprints(ctx, objects, |o: &ZTunnel| &o.spec.namespace)
         }));
@@ -122,6 +123,9 @@ pub async fn reconcile(zt: Arc<ZTunnel>, ctx: Arc<Context>) -> Result<Action, Er
 
 /// Applies ztunnel; `revision` receives the revision it follows or is pinned to, once known.
 async fn apply(zt: &ZTunnel, ctx: &Context, revision: &mut Option<String>) -> Outcome {
+    if let Some(m) = crate::context::paused(zt) {
+        return Outcome::Refused(crate::context::PAUSED_REASON, m);
+    }
     let namespace = &zt.spec.namespace;
     if let Err(m) = ctx.namespace_ready(namespace) {
         return Outcome::Refused("NamespaceNotFound", m);
@@ -166,7 +170,14 @@ async fn apply(zt: &ZTunnel, ctx: &Context, revision: &mut Option<String>) -> Ou
         .apply(
             &owner_of(zt),
             (inventory.0, &inventory.1),
-            objects.into_iter().map(Object::into_json).collect(),
+            crate::desired::with_rollout(
+                objects,
+                crate::rollout::drives(
+                    ctx.own.policies.store().state().iter().map(AsRef::as_ref),
+                    mizzen_api::rollout::RolloutTargetKind::ZTunnel,
+                    NAME,
+                ),
+            ),
             &prunable_kinds(),
         )
         .await
