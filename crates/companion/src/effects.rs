@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
+use mizzen_api::rollout::RolloutTargetKind;
 use mizzen_api::{Istio, IstioRevision, UpdateStrategyType};
 use mizzen_catalog::{Catalog, revision_name};
 use mizzen_controller::apply::{Owner, gvk_of, would_change};
@@ -140,6 +141,12 @@ impl<'a> Live<'a> {
         }
         Ok(changes)
     }
+}
+
+/// Whether a `DrainWaves` policy drives the data-plane component of `kind` (both are
+/// singletons named `default`).
+fn drives(mesh: &Mesh, kind: RolloutTargetKind) -> bool {
+    mizzen_controller::rollout::drives(&mesh.policies, kind, "default")
 }
 
 fn json_of(objects: Vec<Object>) -> Vec<Value> {
@@ -298,6 +305,7 @@ fn nodes(ds: Option<&k8s_openapi::api::apps::v1::DaemonSet>) -> i32 {
 async fn data_plane(
     live: &mut Live<'_>,
     objects: Vec<Object>,
+    drain_waves: bool,
     owner: &Owner,
     inventory: &mizzen_render::Owner,
     prunable: &[GroupVersionKind],
@@ -306,7 +314,7 @@ async fn data_plane(
     let inventory = inventory.label();
     let changes = live
         .compare(
-            &json_of(objects),
+            &mizzen_controller::desired::with_rollout(objects, drain_waves),
             Some((owner, (inventory.0, &inventory.1))),
             prunable,
         )
@@ -338,6 +346,7 @@ async fn istio_cni(
     data_plane(
         live,
         objects,
+        drives(mesh, RolloutTargetKind::IstioCNI),
         &owner,
         &mizzen_render::Owner::istio_cni(mizzen_controller::cni::NAME),
         &mizzen_controller::cni::prunable_kinds(true),
@@ -363,14 +372,24 @@ async fn ztunnel(
         .and_then(|b| mizzen_controller::ztunnel::target(&b, &mesh.istios, &mesh.revisions))
         .map_err(|r| anyhow::anyhow!("{}", r.message))?;
     let objects = mizzen_controller::ztunnel::render(&zt, &target, &resolved, platform)?;
-    let pods = format!(
-        "pods: ztunnel restarts on {} node(s), one node at a time; long-lived connections \
-         through a node's ztunnel are reset when it restarts",
-        nodes(mesh.ztunnel_daemonset.as_ref())
-    );
+    let drained = drives(mesh, RolloutTargetKind::ZTunnel);
+    let pods = if drained {
+        format!(
+            "pods: a DrainWaves RolloutPolicy drains each of the {} node(s), wave by wave, \
+             before its ztunnel restarts (docs/rollout.md)",
+            nodes(mesh.ztunnel_daemonset.as_ref())
+        )
+    } else {
+        format!(
+            "pods: ztunnel restarts on {} node(s), one node at a time; long-lived connections \
+             through a node's ztunnel are reset when it restarts",
+            nodes(mesh.ztunnel_daemonset.as_ref())
+        )
+    };
     data_plane(
         live,
         objects,
+        drained,
         &owner,
         &mizzen_render::Owner::ztunnel(mizzen_controller::ztunnel::NAME),
         &mizzen_controller::ztunnel::prunable_kinds(),

@@ -4,7 +4,7 @@
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
-use mizzen_api::{Istio, IstioCNI, IstioRevision, IstioRevisionTag, ZTunnel};
+use mizzen_api::{Istio, IstioCNI, IstioRevision, IstioRevisionTag, RolloutPolicy, ZTunnel};
 use serde::de::DeserializeOwned;
 
 /// Everything `status`, `plan` and `upgrade` read.
@@ -24,6 +24,8 @@ pub struct Mesh {
     pub cni_daemonset: Option<DaemonSet>,
     /// The ZTunnel's DaemonSet, when it exists.
     pub ztunnel_daemonset: Option<DaemonSet>,
+    /// Every RolloutPolicy (none where mizzen.io is not served).
+    pub policies: Vec<RolloutPolicy>,
 }
 
 /// Why the mesh could not be read.
@@ -128,7 +130,13 @@ impl Mesh {
             }
             None => None,
         };
+        // An install older than RolloutPolicy serves no mizzen.io: no policies.
+        let policies = match list::<RolloutPolicy>(client).await {
+            Err(ReadError::NoCrds { .. }) => Vec::new(),
+            other => other?,
+        };
         Ok(Self {
+            policies,
             istios,
             revisions,
             tags,

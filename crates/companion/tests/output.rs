@@ -155,6 +155,7 @@ fn mesh() -> Mesh {
         ztunnel: Some(f.ztunnel),
         cni_daemonset: Some(f.cni_daemonset),
         ztunnel_daemonset: Some(f.ztunnel_daemonset),
+        policies: Vec::new(),
     }
 }
 
