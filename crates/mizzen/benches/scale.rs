@@ -43,7 +43,7 @@ use mizzen_testcluster::{Cluster, Options};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use common::{Metrics, Operator};
+use common::{Metrics, Operator, ProcessStats};
 
 /// The version the mesh is installed at; upgrades alternate between it and [`OTHER_VERSION`].
 const BASE_VERSION: &str = "v1.26.3";
@@ -248,67 +248,6 @@ struct Snapshot {
     /// Failed reconciles by controller (`result="error"`).
     reconcile_errors: BTreeMap<String, f64>,
     process: ProcessStats,
-}
-
-/// Memory and CPU of one process, from `/proc`.
-#[derive(Clone, Copy, Debug)]
-struct ProcessStats {
-    /// `VmRSS`, KiB.
-    rss_kib: u64,
-    /// `VmHWM` (peak RSS), KiB.
-    hwm_kib: u64,
-    /// `utime + stime` in seconds.
-    cpu_secs: f64,
-}
-
-/// The clock ticks per second that `/proc/<pid>/stat` counts in (`getconf CLK_TCK`, else 100).
-fn clock_ticks() -> f64 {
-    static TICKS: OnceLock<f64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-impl ProcessStats {
-    /// Reads `/proc/<pid>/status` (VmRSS, VmHWM) and `/proc/<pid>/stat` (utime, stime).
-    fn read(pid: u32) -> Result<Self> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .with_context(|| format!("reading /proc/{pid}/status"))?;
-        let kib = |field: &str| -> Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                .ok_or_else(|| anyhow!("no {field} in /proc/{pid}/status"))
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("reading /proc/{pid}/stat"))?;
-        // The command name (field 2) is in parentheses and may hold spaces: count fields after
-        // the last ')'. There, field 3 (state) is index 0, so utime (14) and stime (15) are 11
-        // and 12.
-        let after = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))?;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| -> Result<f64> {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))
-        };
-        Ok(Self {
-            rss_kib: kib("VmRSS:")?,
-            hwm_kib: kib("VmHWM:")?,
-            cpu_secs: (ticks(11)? + ticks(12)?) / clock_ticks(),
-        })
-    }
 }
 
 /// `group/resource/subresource` of a request sample, the empty parts left out.

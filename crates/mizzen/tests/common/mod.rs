@@ -510,3 +510,64 @@ impl ShippedIdentity {
         self.dir.path().join("kubeconfig")
     }
 }
+
+/// Memory and CPU of one process, from `/proc`.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessStats {
+    /// `VmRSS`, KiB.
+    pub rss_kib: u64,
+    /// `VmHWM` (peak RSS), KiB.
+    pub hwm_kib: u64,
+    /// `utime + stime` in seconds.
+    pub cpu_secs: f64,
+}
+
+/// The clock ticks per second that `/proc/<pid>/stat` counts in (`getconf CLK_TCK`, else 100).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+impl ProcessStats {
+    /// Reads `/proc/<pid>/status` (VmRSS, VmHWM) and `/proc/<pid>/stat` (utime, stime).
+    pub fn read(pid: u32) -> anyhow::Result<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_err(|e| anyhow::anyhow!("reading /proc/{pid}/status: {e}"))?;
+        let kib = |field: &str| -> anyhow::Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_err(|e| anyhow::anyhow!("reading /proc/{pid}/stat: {e}"))?;
+        // The command name (field 2) is in parentheses and may hold spaces: count fields after
+        // the last ')'. There, field 3 (state) is index 0, so utime (14) and stime (15) are 11
+        // and 12.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| anyhow::anyhow!("malformed /proc/{pid}/stat"))?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| -> anyhow::Result<f64> {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .ok_or_else(|| anyhow::anyhow!("malformed /proc/{pid}/stat"))
+        };
+        Ok(Self {
+            rss_kib: kib("VmRSS:")?,
+            hwm_kib: kib("VmHWM:")?,
+            cpu_secs: (ticks(11)? + ticks(12)?) / clock_ticks(),
+        })
+    }
+}
