@@ -53,8 +53,6 @@ pub const CORDONED_BY_ANNOTATION: &str = "mizzen.io/cordoned-by";
 pub const REASON_ANNOTATION: &str = "mizzen.io/rollout-reason";
 /// Keeps a policy until the nodes it cordoned are uncordoned.
 pub const FINALIZER: &str = "mizzen.io/uncordon";
-/// The field manager of the finalizer and of node cordons.
-const MANAGER: &str = "mizzen-rollout";
 /// How often an active rollout looks again.
 const TICK: Duration = Duration::from_secs(1);
 /// How long one eviction may take before it counts as refused (a budget that allows none).
@@ -209,7 +207,9 @@ pub async fn reconcile(policy: Arc<RolloutPolicy>, ctx: Arc<Context>) -> Result<
     let nodes = ctx.own.nodes.list(&ctx.client).await?;
     if policy.metadata.deletion_timestamp.is_some() {
         release(&ctx, &name, &nodes).await?;
-        set_finalizer(&ctx, &name, false).await?;
+        if policy.finalizers().iter().any(|f| f == FINALIZER) {
+            set_finalizer(&ctx, &policy, false).await?;
+        }
         return Ok(Action::await_change());
     }
     let mut status = policy.status.clone().unwrap_or_default();
@@ -219,7 +219,7 @@ pub async fn reconcile(policy: Arc<RolloutPolicy>, ctx: Arc<Context>) -> Result<
     if policy.spec.mode != RolloutMode::DrainWaves {
         release(&ctx, &name, &nodes).await?;
         if policy.finalizers().iter().any(|f| f == FINALIZER) {
-            set_finalizer(&ctx, &name, false).await?;
+            set_finalizer(&ctx, &policy, false).await?;
         }
         idle(
             &mut status,
@@ -229,7 +229,7 @@ pub async fn reconcile(policy: Arc<RolloutPolicy>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     if !policy.finalizers().iter().any(|f| f == FINALIZER) {
-        set_finalizer(&ctx, &name, true).await?;
+        set_finalizer(&ctx, &policy, true).await?;
     }
     let Some((namespace, ds_name)) = target(&ctx, &policy).await? else {
         let kind = format!("{:?}", policy.spec.target_ref.kind);
@@ -1052,21 +1052,28 @@ async fn release(ctx: &Context, policy: &str, nodes: &[Arc<Node>]) -> Result<(),
     Ok(())
 }
 
-/// Adds (`keep`) or removes the finalizer, under its own field manager.
-async fn set_finalizer(ctx: &Context, policy: &str, keep: bool) -> Result<(), Error> {
-    let mut patch = json!({
-        "apiVersion": "mizzen.io/v1alpha1",
-        "kind": "RolloutPolicy",
-        "metadata": {"name": policy},
-    });
+/// Adds (`keep`) or removes the finalizer: a merge patch of the finalizers `policy` had, with
+/// its resourceVersion as precondition (a merge patch never creates a policy that is already
+/// gone, as an apply would; a stale copy gets a conflict and the reconcile comes back).
+async fn set_finalizer(ctx: &Context, policy: &RolloutPolicy, keep: bool) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = policy
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
     if keep {
-        patch["metadata"]["finalizers"] = json!([FINALIZER]);
+        finalizers.push(FINALIZER.to_string());
     }
+    let patch = json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": policy.resource_version(),
+    }});
     match Api::<RolloutPolicy>::all(ctx.client.clone())
         .patch(
-            policy,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
         )
         .await
     {

@@ -587,12 +587,45 @@ spec:
     .await;
     nodes_clean(cluster).await;
 
-    // A policy removed in the middle: what it cordoned is uncordoned, the DaemonSet rolls by
-    // itself again.
-    policy(cluster, "stuck", settings, true);
+    // A policy removed in the middle, with its node cordoned and draining (the budget is
+    // back): what it cordoned is uncordoned, the DaemonSet rolls by itself again.
+    apply(
+        cluster,
+        "apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: stuck, namespace: apps}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: stuck}}
+",
+    );
+    let node = kubectl(
+        cluster,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "apps",
+            "-l",
+            "app=stuck",
+            "-o",
+            "jsonpath={.items[0].spec.nodeName}",
+        ],
+    );
+    kubectl(
+        cluster,
+        &["label", "node", &node, "rollout-test=stuck", "--overwrite"],
+    );
+    let settings = "{waveSize: 1, nodeTimeoutSeconds: 300, nodeSelector: {matchLabels: {rollout-test: stuck}}}";
+    policy(cluster, "stuck", settings, false);
     let next = bump(&ztunnel_version(cluster));
     set_version(cluster, &next);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    eventually(60, "the node cordoned and draining", || async {
+        let n = Api::<Node>::all(cluster.client()).get(&node).await.ok()?;
+        let cordoned = n.spec.as_ref()?.unschedulable == Some(true);
+        (cordoned && status(cluster, "stuck").await.draining == 1).then_some(())
+    })
+    .await;
     kubectl(
         cluster,
         &["delete", "rolloutpolicy", "stuck", "--wait=true"],
@@ -621,6 +654,8 @@ spec:
     assert_eq!(strategy, "RollingUpdate");
     nodes_clean(cluster).await;
     kubectl(cluster, &["label", "node", &node, "rollout-test-"]);
+    // The other test drains every node: no budget that allows nothing may stay.
+    kubectl(cluster, &["delete", "pdb", "stuck", "-n", "apps"]);
 
     // mizzen.io/paused on the Istio: a version change is not applied until it is removed.
     let deployment_image = || {

@@ -521,7 +521,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: mesh-viewer}
 rules:
-- {apiGroups: [sailoperator.io], resources: ['*'], verbs: [get, list, watch]}
+- {apiGroups: [sailoperator.io, mizzen.io], resources: ['*'], verbs: [get, list, watch]}
 - {apiGroups: [apps], resources: [daemonsets], verbs: [get, list, watch]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
