@@ -12,7 +12,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use mizzen_api::rollout::RolloutTargetKind;
-use mizzen_api::{Istio, IstioRevision, UpdateStrategyType};
+use mizzen_api::{Istio, UpdateStrategyType};
 use mizzen_catalog::{Catalog, revision_name};
 use mizzen_controller::apply::{Owner, gvk_of, would_change};
 use mizzen_render::{Object, Platform};
@@ -216,29 +216,7 @@ async fn control_plane(
     let resolved = catalog.resolve(&step.to)?;
     let name = revision_name(&istio.name_any(), revision_based, &resolved.version)?;
     let existing = mesh.revisions.iter().find(|r| r.name_any() == name);
-    let mut rev = IstioRevision::new(
-        &name,
-        mizzen_api::IstioRevisionSpec {
-            version: resolved.version.to_string(),
-            namespace: istio.spec.namespace.clone(),
-            values: Some(mizzen_controller::desired::revision_values(
-                istio,
-                &name,
-                &resolved.version,
-                platform,
-            )?),
-        },
-    );
-    rev.metadata.owner_references = Some(vec![
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-            api_version: "sailoperator.io/v1".into(),
-            kind: "Istio".into(),
-            name: istio.name_any(),
-            uid: istio.uid().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        },
-    ]);
+    let rev = mizzen_controller::desired::revision_of(istio, &name, &resolved.version, platform)?;
     let objects = json_of(mizzen_controller::desired::revision_objects(
         &rev, &resolved, platform,
     )?);

@@ -11,5 +11,6 @@ pub mod effects;
 pub mod mesh;
 pub mod output;
 pub mod plan;
+pub mod render;
 pub mod status;
 pub mod upgrade;

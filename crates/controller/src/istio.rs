@@ -16,7 +16,7 @@ use mizzen_api::{
     UpdateStrategyType, derive_state,
 };
 use mizzen_catalog::{Catalog, Version, check_inplace_move, revision_name};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::apply::Owner;
 use crate::context::{Context, now, patch_status};
@@ -328,7 +328,7 @@ async fn write_revision(
     // (the revision's status change brings the Istio back here).
     let mut desired = vec![revision];
     if ctx.namespace_ready(namespace).is_ok() {
-        desired.push(stable_service(istio, &plan.revision));
+        desired.push(crate::desired::stable_service(istio, &plan.revision));
     }
     let report = ctx
         .applier
@@ -348,32 +348,6 @@ async fn write_revision(
         .await;
     }
     Ok(written)
-}
-
-/// The Service that follows the active revision (same ports as istiod's own Service).
-fn stable_service(istio: &Istio, revision: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": stable_service_name(&istio.name_any()),
-            "namespace": istio.spec.namespace,
-            "labels": {
-                "app": "istiod",
-                "istio.io/rev": revision,
-                (mizzen_render::MANAGED_BY_LABEL): mizzen_render::MANAGED_BY,
-            },
-        },
-        "spec": {
-            "selector": { "app": "istiod", "istio.io/rev": revision },
-            "ports": [
-                { "name": "grpc-xds", "port": 15010, "protocol": "TCP" },
-                { "name": "https-dns", "port": 15012, "protocol": "TCP" },
-                { "name": "https-webhook", "port": 443, "targetPort": 15017, "protocol": "TCP" },
-                { "name": "http-monitoring", "port": 15014, "protocol": "TCP" },
-            ],
-        },
-    })
 }
 
 /// The status upstream computes: the active revision's conditions, revision counts, state.

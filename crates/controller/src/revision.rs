@@ -350,18 +350,8 @@ async fn apply_crds(
     if installed.is_some_and(|i| &i > version) {
         return Ok(());
     }
-    let objects = mizzen_render::render_istio_crds(owner, version)
+    let objects = crate::desired::istio_crds(owner, version)
         .map_err(|e| Failure::Invalid("InvalidValues", e.to_string()))?;
-    let objects = json_of(objects)
-        .into_iter()
-        .map(|mut o| {
-            // Shared objects carry no owner's inventory label.
-            if let Some(l) = o["metadata"]["labels"].as_object_mut() {
-                l.remove(mizzen_render::INVENTORY_LABEL);
-            }
-            o
-        })
-        .collect();
     ctx.applier.apply_unowned(objects).await?;
     Ok(())
 }

@@ -277,23 +277,8 @@ async fn apply(tag: &IstioRevisionTag, ctx: &Context) -> Result<Target, Failure>
         .catalog
         .resolve(&rev.spec.version)
         .map_err(|e| refuse(&e))?;
-    let values = rev.spec.values.clone().unwrap_or_default();
     let owner = mizzen_render::Owner::istio_revision_tag(&name);
-    let mut objects = mizzen_render::render_tag(
-        &owner,
-        &name,
-        &revision,
-        &namespace,
-        &resolved.version,
-        &values,
-    )
-    .map_err(|e| refuse(&e))?;
-    if name == DEFAULT_TAG {
-        objects.extend(
-            mizzen_render::render_base(&owner, &revision, &namespace, &resolved.version)
-                .map_err(|e| refuse(&e))?,
-        );
-    }
+    let objects = crate::desired::tag_objects(&name, &rev, &resolved).map_err(|e| refuse(&e))?;
     let inventory = owner.label();
     ctx.applier
         .apply(

@@ -1,8 +1,9 @@
-//! `mizzen status`, `plan`, `upgrade`, `rollback`: the flags, handed to `mizzen-companion`.
+//! `mizzen status`, `plan`, `upgrade`, `rollback`, `render`: the flags, handed to `mizzen-companion`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use mizzen_catalog::Catalog;
 use mizzen_companion::commands::{self, Refusal};
@@ -253,4 +254,39 @@ pub fn upgrade(args: UpgradeArgs, catalog: &Catalog) -> anyhow::Result<()> {
 /// `mizzen rollback`.
 pub fn rollback(args: RollbackArgs, catalog: &Catalog) -> anyhow::Result<()> {
     carry_out(args.common, catalog, args.to, Direction::Rollback)
+}
+
+/// Options of `mizzen render`.
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// File of Istio, IstioRevision, IstioRevisionTag, IstioCNI, ZTunnel (and RolloutPolicy)
+    /// resources; `-` reads standard input.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// The platform to render for.
+    #[arg(long, value_enum, default_value_t = RenderPlatform::Kubernetes)]
+    platform: RenderPlatform,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RenderPlatform {
+    Kubernetes,
+    Openshift,
+}
+
+/// `mizzen render -f FILE`: the objects as one multi-document YAML stream.
+pub fn render(args: RenderArgs, catalog: &Catalog) -> anyhow::Result<()> {
+    let yaml = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let platform = match args.platform {
+        RenderPlatform::Kubernetes => mizzen_render::Platform::Kubernetes,
+        RenderPlatform::Openshift => mizzen_render::Platform::OpenShift,
+    };
+    let objects = mizzen_companion::render::render_file(&yaml, catalog, platform)?;
+    print!("{}", mizzen_companion::render::to_yaml(&objects)?);
+    Ok(())
 }

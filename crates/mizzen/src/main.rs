@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Print every CustomResourceDefinition mizzen serves, as YAML.
     Crds,
+    /// Print every object mizzen would apply for the resources in a file (offline, like `helm template`).
+    Render(companion::RenderArgs),
     /// Run the operator against the cluster of the current kubeconfig.
     Run(operator::RunArgs),
     /// A local Kubernetes control plane with fake nodes, for demos and development.
@@ -102,6 +104,9 @@ fn main() -> anyhow::Result<()> {
                 mizzen_api::crds::crds_yaml(&mizzen_controller::crd_versions(&catalog))
             );
             Ok(())
+        }
+        Command::Render(args) => {
+            companion::render(args, &load_catalog(cli.versions_file.as_deref())?)
         }
         Command::Dev(cmd) => dev::run(cmd),
         Command::Manifests(args) => {

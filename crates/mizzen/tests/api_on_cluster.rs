@@ -432,3 +432,94 @@ async fn kubectl_get_prints_the_documented_columns() {
     );
     ok(kubectl(c, &["delete", "istiocni,ztunnel", "default"], b""));
 }
+
+/// `mizzen render -f`: every object it prints for the example mesh (both strategies) is
+/// accepted by the API server as it stands (server-side dry-run apply), and a file it cannot
+/// render is a one-line error with a non-zero exit.
+#[tokio::test]
+async fn rendered_objects_are_accepted_by_the_api_server() {
+    let c = cluster().await;
+    for strategy in ["InPlace", "RevisionBased"] {
+        let [cp, cni, zt] = ["cp", "cni", "zt"].map(unique);
+        for ns in [&cp, &cni, &zt] {
+            ok(kubectl(c, &["create", "namespace", ns], b""));
+        }
+        let spec = format!(
+            "apiVersion: sailoperator.io/v1
+kind: Istio
+metadata: {{name: default}}
+spec: {{namespace: {cp}, version: v1.26.4, profile: ambient, updateStrategy: {{type: {strategy}}}}}
+---
+apiVersion: sailoperator.io/v1
+kind: IstioCNI
+metadata: {{name: default}}
+spec: {{namespace: {cni}, version: v1.26.4, profile: ambient}}
+---
+apiVersion: sailoperator.io/v1
+kind: ZTunnel
+metadata: {{name: default}}
+spec: {{namespace: {zt}, version: v1.26.4}}
+"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mesh.yaml");
+        std::fs::write(&file, spec).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_mizzen"))
+            .args(["render", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let documents = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("kind: "))
+            .count();
+        assert!(documents > 30, "{documents} objects");
+        let applied = ok(kubectl(
+            c,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=render-test",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            &out.stdout,
+        ));
+        assert_eq!(
+            applied
+                .lines()
+                .filter(|l| l.ends_with("(server dry run)"))
+                .count(),
+            documents,
+            "{strategy}: {applied}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_mizzen"))
+        .args(["render", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("document 1 (Pod p): v1 Pod is not rendered"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
