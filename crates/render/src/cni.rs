@@ -25,7 +25,7 @@ use crate::labels::{
 use crate::object::{Object, Stamp, namespaced, sorted};
 use crate::pod::{self, EnvList, extras, section};
 use crate::rbac::{Account, cluster_role, named_rule, privileged_scc, rule};
-use crate::values::{CNI_GRACE_SECONDS, CNI_MAX_UNAVAILABLE, Component, LOG_LEVEL, complete};
+use crate::values::{CNI_GRACE_SECONDS, CNI_LOG_LEVEL, CNI_MAX_UNAVAILABLE, Component, complete};
 use crate::{Owner, Platform, RenderError};
 
 /// Fixed names: the plugin and its cleanup look for the DaemonSet by name.
@@ -365,7 +365,7 @@ impl<'a> Cni<'a> {
             .into_iter()
             .flatten()
             .find_map(|l| l.level.clone().filter(|l| !l.is_empty()))
-            .unwrap_or_else(|| LOG_LEVEL.to_owned());
+            .unwrap_or_else(|| CNI_LOG_LEVEL.to_owned());
         let mut args = vec![format!("--log_output_level={level}")];
         if self.global.log_as_json.unwrap_or(false) {
             args.push("--log_as_json".into());

@@ -319,3 +319,28 @@ fn wrong_shapes_are_errors() {
     input.values.cni.as_mut().unwrap().repair = Some(json!({"enabled": "yes"}));
     assert!(render_cni(&input).is_err());
 }
+
+/// 1.29 changed istio-cni's defaults: a 30 s grace period, and iptables rules reconciled on
+/// start; the agent logs at `info` in every minor.
+#[test]
+fn defaults_per_minor() {
+    for (version, grace, reconcile) in [("v1.28.3", 5, "false"), ("v1.29.6", 30, "true")] {
+        let objects = render(version, Platform::Kubernetes, None);
+        let ds = find(&objects, "DaemonSet", "istio-cni-node");
+        assert_eq!(
+            pod_spec(ds)["terminationGracePeriodSeconds"],
+            grace,
+            "{version}"
+        );
+        assert_eq!(
+            data(&objects)["AMBIENT_RECONCILE_POD_RULES_ON_STARTUP"],
+            reconcile,
+            "{version}"
+        );
+        assert_eq!(
+            container(ds)["args"][0],
+            "--log_output_level=info",
+            "{version}"
+        );
+    }
+}

@@ -799,6 +799,39 @@ fn rbac_per_version() {
     assert!(rules("v1.28.3", istiod).contains("\"inference.networking.k8s.io\""));
     assert!(rules("v1.26.3", reader).contains("configmaps"));
     assert!(!rules("v1.27.3", reader).contains("configmaps"));
+    // 1.29: the reader reads ConfigMaps again. 1.30: ListenerSet is standard.
+    assert!(!rules("v1.28.3", reader).contains("configmaps"));
+    assert!(rules("v1.29.6", reader).contains("configmaps"));
+    let status = |version: &str, group: &str| -> Vec<String> {
+        let objects = render(version, "default", None);
+        let rules = find(&objects, "ClusterRole", istiod)
+            .pointer("/rules")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        rules
+            .iter()
+            .filter(|r| {
+                r["apiGroups"] == json!([group]) && r["verbs"] == json!(["update", "patch"])
+            })
+            .flat_map(|r| r["resources"].as_array().unwrap().clone())
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let experimental = "gateway.networking.x-k8s.io";
+    let standard = "gateway.networking.k8s.io";
+    assert_eq!(
+        status("v1.29.6", experimental),
+        ["xbackendtrafficpolicies/status", "xlistenersets/status"]
+    );
+    assert_eq!(
+        status("v1.30.3", experimental),
+        ["xbackendtrafficpolicies/status"]
+    );
+    assert!(!status("v1.29.6", standard).contains(&"listenersets/status".to_owned()));
+    assert!(status("v1.30.3", standard).contains(&"listenersets/status".to_owned()));
+    assert!(!status("v1.30.3", standard).contains(&"xbackendtrafficpolicies/status".to_owned()));
     let objects = render("v1.27.3", "canary", None);
     let binding = find(
         &objects,
@@ -910,4 +943,21 @@ fn revision_tags() {
     );
     assert_eq!(svc.pointer("/spec/ports/2/targetPort").unwrap(), 15017);
     assert!(render_tag(&owner, "", "canary", ISTIO_NS, &v128, &canary.values).is_err());
+}
+
+/// istiod's environment per minor: 1.29 dropped GOMEMLIMIT.
+#[test]
+fn env_per_minor() {
+    for (version, gomemlimit) in [("v1.28.3", true), ("v1.29.6", false), ("v1.30.3", false)] {
+        let objects = render(version, "default", None);
+        let env = find(&objects, "Deployment", "istiod")
+            .pointer("/spec/template/spec/containers/0/env")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        let names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(names.contains(&"GOMEMLIMIT"), gomemlimit, "{version}");
+        assert!(names.contains(&"GOMAXPROCS"), "{version}");
+    }
 }

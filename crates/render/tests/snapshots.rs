@@ -1,5 +1,5 @@
-//! Snapshot tests: the full output for Istio 1.26, 1.27 and 1.28 on Kubernetes and
-//! OpenShift (ambient profile, no user values), compared with `tests/snapshots/*.yaml`.
+//! Snapshot tests: the full output for every Istio minor the catalog installs, on Kubernetes
+//! and OpenShift (ambient profile, no user values), compared with `tests/snapshots/*.yaml`.
 //! Update with `MIZZEN_UPDATE_SNAPSHOTS=1 cargo test -p mizzen-render --test snapshots`.
 
 mod common;
@@ -7,10 +7,12 @@ mod common;
 use common::{assert_snapshot, cni, revision, ztunnel};
 use mizzen_render::{Platform, render_cni, render_revision, render_ztunnel, to_yaml};
 
-const VERSIONS: [(&str, &str); 3] = [
+const VERSIONS: [(&str, &str); 5] = [
     ("1.26", "v1.26.3"),
     ("1.27", "v1.27.3"),
     ("1.28", "v1.28.3"),
+    ("1.29", "v1.29.6"),
+    ("1.30", "v1.30.3"),
 ];
 const PLATFORMS: [(&str, Platform); 2] = [
     ("kubernetes", Platform::Kubernetes),
@@ -53,6 +55,31 @@ fn ztunnel_daemonset() {
     each("ztunnel", |version, platform| {
         to_yaml(&render_ztunnel(&ztunnel(version, platform, None)).unwrap()).unwrap()
     });
+}
+
+/// A minor added to the catalog needs its snapshots (and the fidelity harness run on it).
+#[test]
+fn every_installable_minor_of_the_catalog_has_snapshots() {
+    let catalog = mizzen_catalog::Catalog::embedded().unwrap();
+    let mut minors: Vec<String> = catalog
+        .concrete_names()
+        .into_iter()
+        .filter(|n| !catalog.is_eol(n))
+        .map(|n| {
+            let v: mizzen_catalog::Version = n.parse().unwrap();
+            format!("{}.{}", v.major, v.minor)
+        })
+        .collect();
+    minors.dedup();
+    minors.sort();
+    minors.dedup();
+    let covered: Vec<&str> = VERSIONS.iter().map(|(m, _)| *m).collect();
+    for minor in &minors {
+        assert!(
+            covered.contains(&minor.as_str()),
+            "Istio {minor} is in the catalog but has no render snapshots: add it to VERSIONS"
+        );
+    }
 }
 
 #[test]

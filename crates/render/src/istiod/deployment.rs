@@ -235,9 +235,12 @@ impl Revision<'_> {
             .as_ref()
             .and_then(|m| m.cluster_name.as_deref());
         env.value("PILOT_ENABLE_ANALYSIS", "false")
-            .value("CLUSTER_ID", non_empty(cluster).unwrap_or("Kubernetes"))
-            .resource("GOMEMLIMIT", "limits.memory")
-            .resource("GOMAXPROCS", "limits.cpu")
+            .value("CLUSTER_ID", non_empty(cluster).unwrap_or("Kubernetes"));
+        // Up to 1.28 istiod's GOMEMLIMIT follows its memory limit; 1.29 dropped the variable.
+        if !at_least(self.version(), 29) {
+            env.resource("GOMEMLIMIT", "limits.memory");
+        }
+        env.resource("GOMAXPROCS", "limits.cpu")
             .value("PLATFORM", self.platform_name());
         env.values(pilot.env.as_ref());
         let hosts = custom_hosts(env.get("ISTIOD_CUSTOM_HOST"), &self.input.custom_hosts);

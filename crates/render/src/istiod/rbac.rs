@@ -72,6 +72,9 @@ impl Revision<'_> {
     }
 
     fn istiod_rules(&self) -> Vec<PolicyRule> {
+        // Gateway API status: the standard kinds in `gateway.networking.k8s.io` (ListenerSet
+        // from 1.30, when it became standard), the experimental ones in `.x-k8s.io`
+        // (XListenerSet in 1.27 to 1.29).
         let mut status = vec![
             "backendtlspolicies/status",
             "gatewayclasses/status",
@@ -82,10 +85,13 @@ impl Revision<'_> {
             "tcproutes/status",
             "tlsroutes/status",
             "udproutes/status",
-            "xbackendtrafficpolicies/status",
         ];
-        if at_least(self.version(), 27) {
-            status.push("xlistenersets/status");
+        if at_least(self.version(), 30) {
+            status.push("listenersets/status");
+        }
+        let mut experimental_status = vec!["xbackendtrafficpolicies/status"];
+        if at_least(self.version(), 27) && !at_least(self.version(), 30) {
+            experimental_status.push("xlistenersets/status");
         }
         let mut rules = vec![
             rule(
@@ -140,7 +146,16 @@ impl Revision<'_> {
                 &["create"],
             ),
             rule(&GATEWAY_GROUPS, &["*"], &READ),
-            rule(&GATEWAY_GROUPS, &status, &["update", "patch"]),
+            rule(
+                &["gateway.networking.x-k8s.io"],
+                &experimental_status,
+                &["update", "patch"],
+            ),
+            rule(
+                &["gateway.networking.k8s.io"],
+                &status,
+                &["update", "patch"],
+            ),
             rule(
                 &["gateway.networking.k8s.io"],
                 &["gatewayclasses"],
@@ -188,7 +203,9 @@ impl Revision<'_> {
             "namespaces",
             "secrets",
         ];
-        if !at_least(self.version(), 27) {
+        // The reader reads ConfigMaps up to 1.26 and again from 1.29 (multi-cluster mesh
+        // configuration).
+        if !at_least(self.version(), 27) || at_least(self.version(), 29) {
             core.push("configmaps");
         }
         vec![

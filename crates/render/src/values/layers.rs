@@ -19,8 +19,11 @@ pub(crate) const ISTIOD_AUTOSCALE_MIN: i32 = 1;
 pub(crate) const ISTIOD_AUTOSCALE_MAX: i32 = 5;
 pub(crate) const ISTIOD_REPLICAS: i32 = 1;
 pub(crate) const ISTIOD_CPU_UTILIZATION: i32 = 80;
-/// istio-cni agent grace period and rollout step.
+/// Default log level of the istio-cni agent (its chart's `global.logging.level`).
+pub(crate) const CNI_LOG_LEVEL: &str = "info";
+/// istio-cni agent grace period (5 s up to 1.28, 30 s from 1.29) and rollout step.
 pub(crate) const CNI_GRACE_SECONDS: i64 = 5;
+pub(crate) const CNI_GRACE_SECONDS_1_29: i64 = 30;
 pub(crate) const CNI_MAX_UNAVAILABLE: i32 = 1;
 /// ztunnel grace period and log level.
 pub(crate) const ZTUNNEL_GRACE_SECONDS: i64 = 30;
@@ -93,7 +96,7 @@ fn cni_defaults(version: &Version) -> Value {
         "shareHostNetworkNamespace": false,
     });
     let mut values = json!({
-        "global": {"logging": {"level": LOG_LEVEL}},
+        "global": {"logging": {"level": CNI_LOG_LEVEL}},
         "cni": {
             "cniBinDir": "/opt/cni/bin",
             "cniConfDir": "/etc/cni/net.d",
@@ -123,6 +126,10 @@ fn cni_defaults(version: &Version) -> Value {
     }
     if at_least(version, 28) {
         ambient["enableAmbientDetectionRetry"] = json!(false);
+    }
+    if at_least(version, 29) {
+        ambient["reconcileIptablesOnStartup"] = json!(true);
+        values["cni"]["terminationGracePeriodSeconds"] = json!(CNI_GRACE_SECONDS_1_29);
     }
     values["cni"]["ambient"] = ambient;
     values
