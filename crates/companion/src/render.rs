@@ -265,7 +265,11 @@ spec:
         // The Istio's revision is named after the resolved version.
         let rev = find(&objects, "IstioRevision", "default-v1-26-4");
         assert_eq!(rev["spec"]["values"]["profile"], "ambient");
-        assert_eq!(rev["metadata"].get("ownerReferences"), None, "no UID offline");
+        assert_eq!(
+            rev["metadata"].get("ownerReferences"),
+            None,
+            "no UID offline"
+        );
         let istiod = find(&objects, "Deployment", "istiod-default-v1-26-4");
         assert_eq!(istiod["metadata"]["namespace"], "istio-system");
         // The stable Service follows the active revision.
