@@ -158,7 +158,7 @@ async fn defaults_are_applied_by_the_api_server() {
     let spec: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         spec,
-        serde_json::json!({"namespace": "istio-system", "updateStrategy": {"type": "InPlace"}, "version": "v1.30.3"})
+        serde_json::json!({"namespace": "istio-system", "updateStrategy": {"type": "InPlace"}, "version": mizzen_catalog::Catalog::embedded().unwrap().default_version().to_string()})
     );
     let _guard = SINGLETONS.lock().await;
     let zt = "apiVersion: sailoperator.io/v1alpha1\nkind: ZTunnel\nmetadata: {name: default}\nspec: {}\n";
@@ -484,7 +484,7 @@ spec: {{namespace: {zt}, version: v1.26.4}}
             &[
                 "apply",
                 "--server-side",
-                "--field-manager=render-test",
+                "--field-manager=api-test",
                 "--dry-run=server",
                 "-f",
                 "-",
@@ -522,4 +522,111 @@ spec: {{namespace: {zt}, version: v1.26.4}}
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// Istio's CRDs as mizzen renders them for 1.30: `kubectl get` prints upstream's columns, and
+/// a TrafficExtension (new in 1.30) can be created.
+#[tokio::test]
+async fn istio_crds_print_upstreams_columns() {
+    let c = cluster().await;
+    let spec = "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: default}\n\
+                spec: {namespace: istio-system, version: v1.30.8}\n";
+    let out = Command::new(env!("CARGO_BIN_EXE_mizzen"))
+        .args(["render", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(spec.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crds: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let crds: Vec<String> = crds
+        .into_iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .map(|o| serde_json::to_string(&o).unwrap())
+        .collect();
+    assert_eq!(crds.len(), 15);
+    // The manager `rendered_objects_are_accepted_by_the_api_server` dry-runs its CRDs with.
+    ok(kubectl(
+        c,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=api-test",
+            "-f",
+            "-",
+        ],
+        crds.join("\n").as_bytes(),
+    ));
+    ok(kubectl(
+        c,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "virtualservices.networking.istio.io",
+            "trafficextensions.extensions.istio.io",
+        ],
+        b"",
+    ));
+    let ns = unique("crds");
+    ok(kubectl(c, &["create", "namespace", &ns], b""));
+    let config = format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {ns}}}
+spec: {{hosts: [reviews], gateways: [mesh], http: [{{route: [{{destination: {{host: reviews}}}}]}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: {ns}}}
+spec: {{host: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: ingress, namespace: {ns}}}
+spec: {{selector: {{istio: ingress}}}}
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: TrafficExtension
+metadata: {{name: ext, namespace: {ns}}}
+spec: {{}}
+"
+    );
+    ok(kubectl(c, &["apply", "-f", "-"], config.as_bytes()));
+    let header = |resource: &str| {
+        let out = ok(kubectl(c, &["get", resource, "-n", &ns], b""));
+        let first = out.lines().next().unwrap_or_default().to_owned();
+        first
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        header("virtualservices"),
+        ["NAME", "GATEWAYS", "HOSTS", "AGE"]
+    );
+    assert_eq!(header("vs"), ["NAME", "GATEWAYS", "HOSTS", "AGE"]);
+    assert_eq!(header("destinationrules"), ["NAME", "HOST", "AGE"]);
+    assert_eq!(header("gateways.networking.istio.io"), ["NAME", "AGE"]);
+    assert_eq!(header("trafficextensions"), ["NAME", "AGE"]);
+    let row = ok(kubectl(
+        c,
+        &["get", "vs", "reviews", "-n", &ns, "--no-headers"],
+        b"",
+    ));
+    assert!(
+        row.contains("[\"mesh\"]") && row.contains("[\"reviews\"]"),
+        "{row}"
+    );
 }

@@ -4,9 +4,9 @@
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
-    CustomResourceDefinitionVersion, CustomResourceSubresourceStatus, CustomResourceSubresources,
-    CustomResourceValidation, JSONSchemaProps,
+    CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
+    CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceStatus,
+    CustomResourceSubresources, CustomResourceValidation, JSONSchemaProps,
 };
 use mizzen_catalog::Version;
 use serde_json::json;
@@ -63,8 +63,9 @@ pub fn render_base(
     ]))
 }
 
-/// One Istio CRD: group, kind, plural, short names, served versions, and where it is
-/// stored: `storage` until the minor `v1_since`, `v1` from then on.
+/// One Istio CRD: group, kind, plural, short names, served versions, where it is stored
+/// (`storage` until the minor `v1_since`, `v1` from then on), the columns `kubectl get`
+/// prints, and the first minor that has it.
 struct Crd {
     group: &'static str,
     kind: &'static str,
@@ -73,16 +74,28 @@ struct Crd {
     versions: &'static [&'static str],
     storage: &'static str,
     v1_since: Option<u32>,
+    columns: &'static [Column],
+    since: u32,
 }
+
+/// A printer column: name, JSON path, type.
+type Column = (&'static str, &'static str, &'static str);
+
+const AGE: Column = ("Age", ".metadata.creationTimestamp", "date");
+const HOSTS: Column = ("Hosts", ".spec.hosts", "string");
 
 const NETWORKING: &[&str] = &["v1", "v1alpha3", "v1beta1"];
 const SECURITY: &[&str] = &["v1", "v1beta1"];
+
+/// The oldest minor mizzen renders: every CRD below exists from it on unless it says.
+const OLDEST: u32 = 26;
 
 /// A networking CRD served at v1, v1alpha3 and v1beta1, stored at v1 from 1.27.
 const fn networking(
     kind: &'static str,
     plural: &'static str,
     short_names: &'static [&'static str],
+    columns: &'static [Column],
 ) -> Crd {
     Crd {
         group: "networking.istio.io",
@@ -92,6 +105,8 @@ const fn networking(
         versions: NETWORKING,
         storage: "v1beta1",
         v1_since: Some(27),
+        columns,
+        since: OLDEST,
     }
 }
 
@@ -100,6 +115,7 @@ const fn security(
     kind: &'static str,
     plural: &'static str,
     short_name: &'static [&'static str],
+    columns: &'static [Column],
 ) -> Crd {
     Crd {
         group: "security.istio.io",
@@ -109,17 +125,19 @@ const fn security(
         versions: SECURITY,
         storage: "v1beta1",
         v1_since: Some(28),
+        columns,
+        since: OLDEST,
     }
 }
 
 /// A CRD with one fixed storage version.
 const fn fixed(
     group: &'static str,
-    kind: &'static str,
-    plural: &'static str,
+    (kind, plural): (&'static str, &'static str),
     short_names: &'static [&'static str],
-    versions: &'static [&'static str],
-    storage: &'static str,
+    (versions, storage): (&'static [&'static str], &'static str),
+    columns: &'static [Column],
+    since: u32,
 ) -> Crd {
     Crd {
         group,
@@ -129,52 +147,102 @@ const fn fixed(
         versions,
         storage,
         v1_since: None,
+        columns,
+        since,
     }
 }
 
-/// The 14 Istio CRDs (the same set in 1.26, 1.27 and 1.28).
-const CRDS: [Crd; 14] = [
+/// The Istio CRDs: 14 up to 1.29, TrafficExtension from 1.30.
+const CRDS: [Crd; 15] = [
     fixed(
         "extensions.istio.io",
-        "WasmPlugin",
-        "wasmplugins",
+        ("WasmPlugin", "wasmplugins"),
         &[],
-        &["v1alpha1"],
-        "v1alpha1",
+        (&["v1alpha1"], "v1alpha1"),
+        &[AGE],
+        OLDEST,
     ),
-    networking("DestinationRule", "destinationrules", &["dr"]),
+    networking(
+        "DestinationRule",
+        "destinationrules",
+        &["dr"],
+        &[("Host", ".spec.host", "string"), AGE],
+    ),
     fixed(
         "networking.istio.io",
-        "EnvoyFilter",
-        "envoyfilters",
+        ("EnvoyFilter", "envoyfilters"),
         &[],
-        &["v1alpha3"],
-        "v1alpha3",
+        (&["v1alpha3"], "v1alpha3"),
+        &[],
+        OLDEST,
     ),
-    networking("Gateway", "gateways", &["gw"]),
+    networking("Gateway", "gateways", &["gw"], &[]),
     fixed(
         "networking.istio.io",
-        "ProxyConfig",
-        "proxyconfigs",
+        ("ProxyConfig", "proxyconfigs"),
         &[],
-        &["v1beta1"],
-        "v1beta1",
+        (&["v1beta1"], "v1beta1"),
+        &[],
+        OLDEST,
     ),
-    networking("ServiceEntry", "serviceentries", &["se"]),
-    networking("Sidecar", "sidecars", &[]),
-    networking("VirtualService", "virtualservices", &["vs"]),
-    networking("WorkloadEntry", "workloadentries", &["we"]),
-    networking("WorkloadGroup", "workloadgroups", &["wg"]),
-    security("AuthorizationPolicy", "authorizationpolicies", &["ap"]),
-    security("PeerAuthentication", "peerauthentications", &["pa"]),
-    security("RequestAuthentication", "requestauthentications", &["ra"]),
+    networking(
+        "ServiceEntry",
+        "serviceentries",
+        &["se"],
+        &[
+            HOSTS,
+            ("Location", ".spec.location", "string"),
+            ("Resolution", ".spec.resolution", "string"),
+            AGE,
+        ],
+    ),
+    networking("Sidecar", "sidecars", &[], &[]),
+    networking(
+        "VirtualService",
+        "virtualservices",
+        &["vs"],
+        &[("Gateways", ".spec.gateways", "string"), HOSTS, AGE],
+    ),
+    networking(
+        "WorkloadEntry",
+        "workloadentries",
+        &["we"],
+        &[AGE, ("Address", ".spec.address", "string")],
+    ),
+    networking("WorkloadGroup", "workloadgroups", &["wg"], &[AGE]),
+    security(
+        "AuthorizationPolicy",
+        "authorizationpolicies",
+        &["ap"],
+        &[("Action", ".spec.action", "string"), AGE],
+    ),
+    security(
+        "PeerAuthentication",
+        "peerauthentications",
+        &["pa"],
+        &[("Mode", ".spec.mtls.mode", "string"), AGE],
+    ),
+    security(
+        "RequestAuthentication",
+        "requestauthentications",
+        &["ra"],
+        &[],
+    ),
     fixed(
         "telemetry.istio.io",
-        "Telemetry",
-        "telemetries",
+        ("Telemetry", "telemetries"),
         &["telemetry"],
-        &["v1", "v1alpha1"],
-        "v1alpha1",
+        (&["v1", "v1alpha1"], "v1alpha1"),
+        &[AGE],
+        OLDEST,
+    ),
+    fixed(
+        "extensions.istio.io",
+        ("TrafficExtension", "trafficextensions"),
+        &[],
+        (&["v1alpha1"], "v1alpha1"),
+        &[AGE],
+        30,
     ),
 ];
 
@@ -209,6 +277,17 @@ impl Crd {
                     status: Some(CustomResourceSubresourceStatus(json!({}))),
                     scale: None,
                 }),
+                additional_printer_columns: (!self.columns.is_empty()).then(|| {
+                    self.columns
+                        .iter()
+                        .map(|(name, path, type_)| CustomResourceColumnDefinition {
+                            name: (*name).to_owned(),
+                            json_path: (*path).to_owned(),
+                            type_: (*type_).to_owned(),
+                            ..CustomResourceColumnDefinition::default()
+                        })
+                        .collect()
+                }),
                 ..CustomResourceDefinitionVersion::default()
             })
             .collect();
@@ -234,13 +313,15 @@ impl Crd {
     }
 }
 
-/// The 14 Istio CRDs with the served and storage versions of `version`'s minor. Schemas
+/// The Istio CRDs of `version`'s minor, with its served and storage versions and the
+/// columns `kubectl get` prints. Schemas
 /// are permissive (`type: object`, unknown fields preserved); istiod validates content
 /// through its webhook.
 pub fn render_istio_crds(owner: &Owner, version: &Version) -> Result<Vec<Object>, RenderError> {
     let stamp = Stamp::new(owner, version);
     let objects = CRDS
         .iter()
+        .filter(|crd| at_least(version, crd.since))
         .map(|crd| stamp.object(&crd.definition(version)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(sorted(objects))
@@ -276,5 +357,43 @@ mod tests {
         assert_eq!(CRDS[2].storage(&at(28)), "v1alpha3");
         assert_eq!(CRDS[4].storage(&at(28)), "v1beta1");
         assert_eq!(CRDS[0].storage(&at(28)), "v1alpha1");
+    }
+
+    #[test]
+    fn traffic_extension_from_1_30_with_the_columns_kubectl_prints() {
+        let names = |minor| {
+            render_istio_crds(
+                &Owner::istio_revision("default"),
+                &Version::new(1, minor, 0),
+            )
+            .unwrap()
+            .iter()
+            .map(|o| o.name().to_owned())
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(names(29).len(), 14);
+        assert!(!names(29).contains(&"trafficextensions.extensions.istio.io".to_owned()));
+        assert_eq!(names(30).len(), 15);
+        assert!(names(30).contains(&"trafficextensions.extensions.istio.io".to_owned()));
+        let vs = CRDS[7].definition(&Version::new(1, 30, 0));
+        let columns: Vec<String> = vs.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| format!("{} {} {}", c.name, c.json_path, c.type_))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "Gateways .spec.gateways string",
+                "Hosts .spec.hosts string",
+                "Age .metadata.creationTimestamp date"
+            ]
+        );
+        assert!(
+            CRDS[3].definition(&Version::new(1, 30, 0)).spec.versions[0]
+                .additional_printer_columns
+                .is_none()
+        );
     }
 }
