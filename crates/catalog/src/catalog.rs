@@ -389,22 +389,17 @@ impl Catalog {
             .map(|e| &e.version)
             .collect();
         versions.sort();
+        // Runs of consecutive patches of one minor (no prereleases) read as `first … last`.
         let ranges: Vec<String> = versions
-            .chunk_by(|a, b| a.minor_key() == b.minor_key())
-            .map(|minor| {
-                let consecutive = minor.windows(2).all(|w| {
-                    w[0].pre().is_none()
-                        && w[1].pre().is_none()
-                        && w[0].patch.checked_add(1) == Some(w[1].patch)
-                });
-                match minor {
-                    [first, _, .., last] if consecutive => format!("{first} … {last}"),
-                    _ => minor
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }
+            .chunk_by(|a, b| {
+                a.minor_key() == b.minor_key()
+                    && a.pre().is_none()
+                    && b.pre().is_none()
+                    && a.patch.checked_add(1) == Some(b.patch)
+            })
+            .flat_map(|run| match run {
+                [first, _, .., last] => vec![format!("{first} … {last}")],
+                _ => run.iter().map(ToString::to_string).collect(),
             })
             .collect();
         let mut aliases: Vec<&Entry> = self.entries.iter().filter(|e| e.alias && !e.eol).collect();

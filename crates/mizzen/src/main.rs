@@ -64,14 +64,14 @@ enum LogFormat {
     Json,
 }
 
-/// `mizzen --version`: the crate version, the commit, and the newest Istio version of the
-/// embedded catalog.
+/// `mizzen --version`: the crate version, the commit, and the Istio version the embedded
+/// catalog installs when `spec.version` is omitted.
 fn version() -> String {
-    let newest = Catalog::embedded()
+    let default = Catalog::embedded()
         .map(|c| c.default_version().to_string())
         .unwrap_or_else(|e| format!("invalid catalog: {e}"));
     format!(
-        "{} (commit {}, newest Istio in the catalog: {newest})",
+        "{} (commit {}, default Istio version: {default})",
         env!("CARGO_PKG_VERSION"),
         env!("MIZZEN_GIT_COMMIT")
     )

@@ -410,6 +410,21 @@ impl<'a> ZTunnel<'a> {
         if at_least(&self.input.version, 27) {
             env.resource("ZTUNNEL_CPU_LIMIT", "limits.cpu");
         }
+        // From 1.31 ztunnel also reads the CPU limit and request it was given, when its own
+        // resources name them.
+        if at_least(&self.input.version, 31)
+            && let Some(r) = self.config.resources.as_ref()
+        {
+            let cpu = |m: &Option<std::collections::BTreeMap<String, _>>| {
+                m.as_ref().is_some_and(|m| m.contains_key("cpu"))
+            };
+            if cpu(&r.limits) {
+                env.resource("ZTUNNEL_RESOURCE_CPU_LIMIT", "limits.cpu");
+            }
+            if cpu(&r.requests) {
+                env.resource("ZTUNNEL_RESOURCE_CPU_REQUEST", "requests.cpu");
+            }
+        }
         if let Some(domain) = self
             .input
             .mesh

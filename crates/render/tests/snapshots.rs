@@ -7,12 +7,13 @@ mod common;
 use common::{assert_snapshot, cni, revision, ztunnel};
 use mizzen_render::{Platform, render_cni, render_revision, render_ztunnel, to_yaml};
 
-const VERSIONS: [(&str, &str); 5] = [
+const VERSIONS: [(&str, &str); 6] = [
     ("1.26", "v1.26.3"),
     ("1.27", "v1.27.3"),
     ("1.28", "v1.28.3"),
     ("1.29", "v1.29.6"),
     ("1.30", "v1.30.3"),
+    ("1.31", "v1.31.4"),
 ];
 const PLATFORMS: [(&str, Platform); 2] = [
     ("kubernetes", Platform::Kubernetes),

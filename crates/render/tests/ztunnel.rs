@@ -308,3 +308,25 @@ fn wrong_shapes_are_errors() {
         .insert("dnsConfig".into(), json!(3));
     assert!(render_ztunnel(&input).is_err());
 }
+
+/// From 1.31 ztunnel reads the CPU it was given: a variable for its own CPU request and limit
+/// when its resources name them (the default has a request, no limit).
+#[test]
+fn cpu_variables_from_1_31() {
+    let ds = |version: &str, user: Option<Value>| {
+        let objects = render(version, Platform::Kubernetes, user);
+        find(&objects, "DaemonSet", "ztunnel").clone()
+    };
+    let default = ds("v1.31.4", None);
+    assert!(env(&default, "ZTUNNEL_RESOURCE_CPU_REQUEST").is_some());
+    assert!(env(&default, "ZTUNNEL_RESOURCE_CPU_LIMIT").is_none());
+    let before = ds("v1.30.3", None);
+    assert!(env(&before, "ZTUNNEL_RESOURCE_CPU_REQUEST").is_none());
+    let limited = ds(
+        "v1.31.4",
+        Some(json!({"ztunnel": {"resources": {"limits": {"cpu": "1"}}}})),
+    );
+    // The user's limit merges with the default request, as Helm merges values.
+    assert!(env(&limited, "ZTUNNEL_RESOURCE_CPU_LIMIT").is_some());
+    assert!(env(&limited, "ZTUNNEL_RESOURCE_CPU_REQUEST").is_some());
+}

@@ -70,6 +70,22 @@ pub fn normalise(o: &Value) -> Value {
             }
         }
     }
+    // CRDs compare by what `kubectl` and the API server see of them: names, versions served
+    // and stored, columns. mizzen's schemas are permissive by design (docs/fidelity.md).
+    if o["kind"] == "CustomResourceDefinition"
+        && let Some(versions) = o["spec"]["versions"].as_array_mut()
+    {
+        for v in versions {
+            if let Some(v) = v.as_object_mut() {
+                v.remove("schema");
+            }
+            if let Some(columns) = v["additionalPrinterColumns"].as_array_mut() {
+                for c in columns.iter_mut().filter_map(Value::as_object_mut) {
+                    c.remove("description");
+                }
+            }
+        }
+    }
     if matches!(o["kind"].as_str(), Some("Role" | "ClusterRole"))
         && let Some(rules) = o["rules"].as_array()
     {

@@ -27,6 +27,11 @@ struct Args {
     /// Versions to compare (default: every version directory the catalog knows).
     #[arg(long = "version")]
     versions: Vec<String>,
+    /// With `--upstream` naming one version directory: the catalog version to render for
+    /// it, when the charts at hand are not of that exact version (a release candidate of the
+    /// minor, say). Reported in each case's name.
+    #[arg(long)]
+    catalog_version: Option<String>,
     /// Platforms (default: both).
     #[arg(long = "platform", value_enum)]
     platforms: Vec<PlatformArg>,
@@ -113,17 +118,16 @@ impl Case {
         }
     }
 
-    /// What mizzen applies, without the kinds upstream's charts do not render (the
-    /// IstioRevision; Istio's CRDs, which Sail installs from its bundle).
-    fn mizzen(&self, catalog: &Catalog) -> anyhow::Result<Vec<Value>> {
+    /// What mizzen applies, without the IstioRevision (no chart renders it) and, unless
+    /// `crds`, without Istio's CRDs (Sail installs them from its bundle, not a chart).
+    fn mizzen(&self, catalog: &Catalog, crds: bool) -> anyhow::Result<Vec<Value>> {
         let objects = mizzen_companion::render::render_file(&self.spec(), catalog, self.platform)?;
         Ok(objects
             .into_iter()
-            .filter(|o| {
-                !matches!(
-                    o["kind"].as_str(),
-                    Some("IstioRevision" | "CustomResourceDefinition")
-                )
+            .filter(|o| match o["kind"].as_str() {
+                Some("IstioRevision") => false,
+                Some("CustomResourceDefinition") => crds,
+                _ => true,
             })
             .collect())
     }
@@ -148,6 +152,18 @@ impl Case {
                 &values,
             )?);
         }
+        // Istio's CRDs of the release (`crds.yaml`: manifests/charts/base/files/crd-all.gen.yaml
+        // of istio/istio at the tag), when the directory has them.
+        let crds = up.dir.join("crds.yaml");
+        if crds.is_file() {
+            let docs: Vec<Value> = serde_saphyr::from_multiple(&std::fs::read_to_string(&crds)?)?;
+            objects.extend(
+                docs.into_iter()
+                    .filter(|d| d["kind"] == "CustomResourceDefinition"),
+            );
+        }
+        // The base chart of istio/istio's tree renders them too; Sail's copies do not.
+        objects.retain(|o| o["kind"] != "CustomResourceDefinition" || crds.is_file());
         if self.profile == Profile::Ambient {
             let cni = up.cni_values(&none, profile, self.platform)?;
             objects.extend(up.template("cni", "istio-cni", "istio-cni", &cni)?);
@@ -199,6 +215,13 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.allow.display()))?;
     let helm = sail::helm_binary();
     let mut dirs = version_dirs(&args.upstream)?;
+    if let Some(v) = &args.catalog_version {
+        anyhow::ensure!(
+            dirs.len() == 1,
+            "--catalog-version needs --upstream to name one version directory"
+        );
+        dirs[0].0 = v.parse()?;
+    }
     dirs.retain(|(v, _)| {
         catalog.resolve(&v.to_string()).is_ok()
             && (args.versions.is_empty() || args.versions.iter().any(|w| *w == v.to_string()))
@@ -235,7 +258,10 @@ fn main() -> anyhow::Result<()> {
                         strategy,
                         profile,
                     };
-                    let report = compare::compare(&case.upstream(&up)?, &case.mizzen(&catalog)?);
+                    let report = compare::compare(
+                        &case.upstream(&up)?,
+                        &case.mizzen(&catalog, up.dir.join("crds.yaml").is_file())?,
+                    );
                     let (s, text) = render_report(&report, &allow);
                     println!(
                         "{:<42} {:>3} matched, {:>2} only upstream, {:>2} only mizzen, {:>4} fields differ, {:>4} allowed{}",

@@ -49,24 +49,28 @@ fn embedded_catalog_has_the_versions_of_versions_md() {
             .filter(|n| !catalog.is_eol(n) && v(n).minor == minor)
             .count()
     };
-    assert_eq!([30, 29, 28, 27, 26].map(installable), [4, 7, 11, 10, 9]);
+    assert_eq!(
+        [31, 30, 29, 28, 27, 26].map(installable),
+        [5, 5, 8, 11, 10, 9]
+    );
     assert_eq!(
         catalog
             .entries
             .iter()
             .filter(|e| !e.alias && !e.eol)
             .count(),
-        41
+        48
     );
     assert_eq!(
         catalog.entries.iter().filter(|e| !e.alias && e.eol).count(),
         5 + 7 + 5 + 4 + 1
     );
-    assert_eq!(catalog.concrete_names().len(), 41 + 22);
-    assert_eq!(catalog.all_names().len(), 41 + 22 + 5 + 4);
+    assert_eq!(catalog.concrete_names().len(), 48 + 22);
+    assert_eq!(catalog.all_names().len(), 48 + 22 + 6 + 4);
     for (alias, target) in [
-        ("v1.30-latest", "v1.30.3"),
-        ("v1.29-latest", "v1.29.6"),
+        ("v1.31-latest", "v1.31.4"),
+        ("v1.30-latest", "v1.30.8"),
+        ("v1.29-latest", "v1.29.8"),
         ("v1.28-latest", "v1.28.10"),
         ("v1.27-latest", "v1.27.9"),
         ("v1.26-latest", "v1.26.8"),
@@ -101,10 +105,10 @@ fn embedded_catalog_has_the_versions_of_versions_md() {
         })
         .collect();
     assert_eq!(eol, expected_eol);
-    assert_eq!(catalog.default_version(), &v("v1.30.3"));
+    assert_eq!(catalog.default_version(), &v("v1.30.8"));
     assert_eq!(
         &catalog.all_names()[..3],
-        ["v1.30-latest", "v1.30.3", "v1.30.2"]
+        ["v1.31-latest", "v1.31.4", "v1.31.3"]
     );
     assert_eq!(catalog.all_names().last(), Some(&"v1.21.6"));
 }
@@ -175,13 +179,14 @@ fn refuses_malformed_names() {
 }
 
 const SUPPORTED: &str = "v1.26.0 … v1.26.8, v1.27.0 … v1.27.9, v1.28.0 … v1.28.10, v1.29.0 … v1.29.6, \
-                         v1.30.0 … v1.30.3 and the aliases v1.26-latest, v1.27-latest, v1.28-latest, \
-                         v1.29-latest, v1.30-latest";
+                         v1.29.8, v1.30.0 … v1.30.3, v1.30.8, v1.31.0 … v1.31.4 and the aliases \
+                         v1.26-latest, v1.27-latest, v1.28-latest, v1.29-latest, v1.30-latest, \
+                         v1.31-latest";
 
 #[test]
 fn refuses_unknown_versions() {
     let catalog = embedded();
-    for unknown in ["v1.30.4", "v1.31-latest", "v1.20.0", "v1.31.0-beta.1"] {
+    for unknown in ["v1.30.4", "v1.32-latest", "v1.20.0", "v1.31.0-beta.1"] {
         let err = catalog.resolve(unknown).unwrap_err();
         assert_eq!(
             err,
@@ -285,7 +290,7 @@ fn name_lists_for_the_crd_enums() {
 
     let embedded = embedded();
     let ztunnel = embedded.ztunnel_names();
-    assert_eq!(ztunnel.len(), 41 + 5 + 2 + 5 + 7);
+    assert_eq!(ztunnel.len(), 48 + 6 + 2 + 5 + 7);
     assert!(
         ztunnel.contains(&"v1.24-latest")
             && ztunnel.contains(&"v1.24.0")
