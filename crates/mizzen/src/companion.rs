@@ -9,6 +9,7 @@ use mizzen_catalog::Catalog;
 use mizzen_companion::commands::{self, Refusal};
 use mizzen_companion::output::{BarProgress, Format, LineProgress};
 use mizzen_companion::plan::{Direction, StepKind};
+use mizzen_companion::render::RenderFileError;
 use mizzen_companion::upgrade::{Progress, Settings};
 
 /// The cluster to talk to (as kubectl's flags of the same names).
@@ -74,14 +75,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Prints what a command returned; a refusal is one line on stderr and exit status 1.
+/// Prints what a command returned; a refusal (or a file `render` refuses) is one line on
+/// stderr and exit status 1.
 fn finish(result: anyhow::Result<String>) -> anyhow::Result<()> {
     match result {
         Ok(out) => {
             print!("{out}");
             Ok(())
         }
-        Err(e) if e.is::<Refusal>() => {
+        Err(e) if e.is::<Refusal>() || e.is::<RenderFileError>() => {
             eprintln!("mizzen: {e}");
             std::process::exit(1);
         }
@@ -286,7 +288,9 @@ pub fn render(args: RenderArgs, catalog: &Catalog) -> anyhow::Result<()> {
         RenderPlatform::Kubernetes => mizzen_render::Platform::Kubernetes,
         RenderPlatform::Openshift => mizzen_render::Platform::OpenShift,
     };
-    let objects = mizzen_companion::render::render_file(&yaml, catalog, platform)?;
-    print!("{}", mizzen_companion::render::to_yaml(&objects)?);
-    Ok(())
+    finish(
+        mizzen_companion::render::render_file(&yaml, catalog, platform)
+            .map_err(anyhow::Error::from)
+            .and_then(|objects| Ok(mizzen_companion::render::to_yaml(&objects)?)),
+    )
 }
