@@ -241,6 +241,8 @@ impl Applier {
                     report.unchanged += 1;
                     continue;
                 }
+                // After the content hash: a field handed over changes nothing mizzen wants.
+                hand_over(&mut obj, l);
                 match difference(&obj, l) {
                     None => {
                         report.unchanged += 1;
@@ -395,6 +397,36 @@ fn prepare(obj: &mut Value, owner: Option<(&Owner, (&str, &str))>) {
     obj["metadata"]["annotations"][HASH_ANNOTATION] = json!(hash);
 }
 
+/// Fields mizzen sets when it creates an object and then leaves to whoever changes them:
+/// a validating webhook's `failurePolicy`, created at `Ignore` (as upstream's charts do, so
+/// that Istio configuration can be written before istiod serves) and tightened to `Fail` by
+/// istiod once it does. While the live value is still the rendered one, it is sent as
+/// rendered (a repair must not drop it to the API server's default, `Fail`, before istiod
+/// serves); once it differs, it is not sent at all, so mizzen neither reverts istiod (no
+/// write war) nor writes because of it (docs/DESIGN.md decision 3).
+fn hand_over(desired: &mut Value, live: &DynamicObject) {
+    if desired["kind"] != "ValidatingWebhookConfiguration" {
+        return;
+    }
+    let live_hooks = live.data["webhooks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(hooks) = desired["webhooks"].as_array_mut() else {
+        return;
+    };
+    for hook in hooks.iter_mut() {
+        let Some(live_hook) = live_hooks.iter().find(|l| l["name"] == hook["name"]) else {
+            continue;
+        };
+        if live_hook["failurePolicy"] != hook["failurePolicy"]
+            && let Some(h) = hook.as_object_mut()
+        {
+            h.remove("failurePolicy");
+        }
+    }
+}
+
 /// A stable hash of an object's JSON (serde_json maps are sorted).
 pub fn content_hash(obj: &Value) -> String {
     let digest = Sha256::digest(obj.to_string().as_bytes());
@@ -423,6 +455,7 @@ pub fn would_change(
 ) -> Option<String> {
     let mut obj = desired.clone();
     prepare(&mut obj, owner);
+    hand_over(&mut obj, live);
     difference(&obj, live)
 }
 

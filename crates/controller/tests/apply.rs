@@ -209,3 +209,99 @@ async fn scenario(cached: bool) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A validating webhook is created at `failurePolicy: Ignore`; istiod (another field manager)
+/// tightens it to `Fail`. The applier keeps `Ignore` through its own repairs until then, and
+/// afterwards neither reverts istiod nor writes because of it.
+#[tokio::test]
+async fn validating_failure_policy_is_handed_over_to_istiod() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let cluster = shared().await;
+    let ns = TestNamespace::new(cluster, "handover").await.unwrap();
+    let client = cluster.client();
+    let requests = Arc::new(Requests::default());
+    let applier = Applier::new(
+        counting_client(cluster.kube_config(), &requests),
+        Children::none(),
+    );
+    let owner_name = format!("owner-{}", ns.name());
+    let owner_obj: ClusterRole =
+        serde_json::from_value(json!({"metadata": {"name": owner_name}})).unwrap();
+    let owner_obj = Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &owner_obj)
+        .await
+        .unwrap();
+    let owner = Owner {
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: "ClusterRole".into(),
+        name: owner_name.clone(),
+        uid: owner_obj.metadata.uid.clone().unwrap(),
+    };
+    let inventory = ("mizzen.io/owner", owner_name.as_str());
+    let name = format!("istio-validator-{}", ns.name());
+    let validator = |label: &str| {
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "mizzen", "step": label}},
+            "webhooks": [{
+                "name": "rev.validation.istio.io",
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": {"service": {"name": "istiod", "namespace": ns.name(), "path": "/validate"}},
+                "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["networking.istio.io"],
+                           "apiVersions": ["*"], "resources": ["*"]}],
+            }],
+        })
+    };
+    let api = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    let policy = || async {
+        api.get(&name).await.unwrap().webhooks.unwrap()[0]
+            .failure_policy
+            .clone()
+            .unwrap()
+    };
+    let apply = |label: &str| applier.apply(&owner, inventory, vec![validator(label)], &[]);
+
+    assert_eq!(apply("1").await.unwrap().written.len(), 1);
+    assert_eq!(policy().await, "Ignore");
+    // A repair before istiod serves keeps Ignore (not the API server's default, Fail).
+    assert_eq!(apply("2").await.unwrap().written.len(), 1);
+    assert_eq!(policy().await, "Ignore");
+
+    // istiod serves and tightens it, as its own field manager.
+    api.patch(
+        &name,
+        &PatchParams {
+            field_manager: Some("pilot-discovery".into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(json!({"webhooks": [{
+            "name": "rev.validation.istio.io",
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"service": {"name": "istiod", "namespace": ns.name(), "path": "/validate"}},
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["networking.istio.io"],
+                       "apiVersions": ["*"], "resources": ["*"]}],
+        }]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(policy().await, "Fail");
+    requests.take();
+    // Nothing else changed: no write, no revert.
+    let same = apply("2").await.unwrap();
+    assert!(same.written.is_empty(), "{:?}", same.written);
+    assert_eq!(requests.writes.load(Ordering::Relaxed), 0);
+    assert_eq!(policy().await, "Fail");
+    // A write for another reason leaves istiod's value.
+    assert_eq!(apply("3").await.unwrap().written.len(), 1);
+    assert_eq!(policy().await, "Fail");
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    Api::<ClusterRole>::all(client)
+        .delete(&owner_name, &DeleteParams::default())
+        .await
+        .unwrap();
+}

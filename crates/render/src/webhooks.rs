@@ -1,6 +1,8 @@
 //! Admission webhooks: the sidecar-injector entries (per revision and per tag) and the
-//! config validation entry. Never `caBundle` (istiod writes it), and validating webhooks
-//! never carry `failurePolicy` (istiod flips it once it serves).
+//! config validation entry. Never `caBundle` (istiod writes it). Validating webhooks start at
+//! `failurePolicy: Ignore`, as upstream's do, so that Istio configuration can be written
+//! before istiod serves; istiod sets `Fail` once it does, and the applier then leaves the
+//! field to it (`mizzen_controller::apply`, docs/DESIGN.md decision 3).
 
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, RuleWithOperations, ServiceReference, ValidatingWebhook, WebhookClientConfig,
@@ -109,6 +111,9 @@ impl Injector<'_> {
     }
 }
 
+/// The `failurePolicy` a validating webhook is created with; istiod tightens it to `Fail`.
+pub(crate) const INITIAL_VALIDATION_POLICY: &str = "Ignore";
+
 /// A config validation entry calling `service` at `/validate`, optionally limited to
 /// objects labelled with one of `revision_values`.
 pub(crate) fn validation(
@@ -126,6 +131,7 @@ pub(crate) fn validation(
             &["*"],
             &["*"],
         )]),
+        failure_policy: Some(INITIAL_VALIDATION_POLICY.to_owned()),
         side_effects: "None".to_owned(),
         admission_review_versions: vec!["v1".to_owned()],
         object_selector: revision_values

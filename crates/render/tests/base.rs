@@ -109,7 +109,8 @@ fn default_validator_points_at_the_default_revision() {
         assert_eq!(webhook["clientConfig"]["service"]["name"], service);
         assert_eq!(webhook["clientConfig"]["service"]["path"], "/validate");
         assert!(webhook.get("objectSelector").is_none());
-        assert!(webhook.get("failurePolicy").is_none());
+        // Created at Ignore; istiod tightens it once it serves.
+        assert_eq!(webhook["failurePolicy"], "Ignore");
         let sa = find(&objects, "ServiceAccount", "istio-reader-service-account");
         assert_eq!(sa.namespace(), Some(ISTIO_NS));
     }

@@ -256,7 +256,8 @@ fn validator_selects_its_revision_and_leaves_failure_policy_to_istiod() {
     );
     let webhook = vwc.pointer("/webhooks/0").unwrap();
     assert_eq!(webhook["name"], "rev.validation.istio.io");
-    assert!(webhook.get("failurePolicy").is_none());
+    // Created at Ignore; istiod tightens it once it serves.
+    assert_eq!(webhook["failurePolicy"], "Ignore");
     assert!(webhook["clientConfig"].get("caBundle").is_none());
     assert_eq!(
         webhook["objectSelector"]["matchExpressions"][0],
