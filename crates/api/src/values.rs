@@ -587,7 +587,51 @@ pub fn ineffective_keys(values: &Value) -> Vec<String> {
                 .to_owned(),
         );
     }
+    let set = |v: &Value| match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+        _ => true,
+    };
+    for (path, value, why) in [
+        (
+            "revisionTags",
+            &values["revisionTags"],
+            "mizzen renders tags from IstioRevisionTag resources: create one per tag",
+        ),
+        (
+            "gatewayClasses",
+            &values["gatewayClasses"],
+            "the per-class ConfigMaps are not rendered yet",
+        ),
+        (
+            "global.networkPolicy.enabled",
+            &values["global"]["networkPolicy"]["enabled"],
+            "mizzen renders no NetworkPolicy yet",
+        ),
+        (
+            "experimental.stableValidationPolicy",
+            &values["experimental"]["stableValidationPolicy"],
+            "the ValidatingAdmissionPolicy is not rendered yet",
+        ),
+    ] {
+        if set(value) {
+            out.push(format!("{path} ({why})"));
+        }
+    }
     out
+}
+
+/// Why a profile's settings are not (all) applied, for the profiles mizzen knows only by
+/// name (`spec.profile` or `values.profile`).
+pub fn ineffective_profile(profile: Option<&str>) -> Option<String> {
+    let why = match profile? {
+        "stable" => "its ValidatingAdmissionPolicy is not rendered yet",
+        "remote" => "a remote control plane's objects are not rendered yet (istiod is)",
+        "external" => "an external control plane's objects are not rendered yet",
+        _ => return None,
+    };
+    Some(format!("profile {} ({why})", profile?))
 }
 
 /// Paths (dotted, e.g. `pilot.replicaCuont`) of keys in `values` that the given schema does not
@@ -727,5 +771,46 @@ mod tests {
             got,
             vec!["pilot.replicaCuont", "pilot.tolerations[1].kye", "typo"]
         );
+    }
+}
+
+#[cfg(test)]
+mod ineffective_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepted_but_not_acted_on_is_named_with_the_reason() {
+        let keys = ineffective_keys(&json!({
+            "revisionTags": ["canary"],
+            "gatewayClasses": {"istio": {}},
+            "global": {"networkPolicy": {"enabled": true}},
+            "experimental": {"stableValidationPolicy": true},
+        }));
+        let paths: Vec<&str> = keys.iter().map(|k| k.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "revisionTags",
+                "gatewayClasses",
+                "global.networkPolicy.enabled",
+                "experimental.stableValidationPolicy"
+            ]
+        );
+        // Empty or disabled: nothing to report.
+        assert!(
+            ineffective_keys(&json!({
+                "revisionTags": [],
+                "global": {"networkPolicy": {"enabled": false}},
+            }))
+            .is_empty()
+        );
+        assert!(
+            ineffective_profile(Some("remote"))
+                .unwrap()
+                .starts_with("profile remote (")
+        );
+        assert_eq!(ineffective_profile(Some("demo")), None);
+        assert_eq!(ineffective_profile(None), None);
     }
 }

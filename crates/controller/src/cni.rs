@@ -76,7 +76,7 @@ pub async fn reconcile(cni: Arc<IstioCNI>, ctx: Arc<Context>) -> Result<Action, 
     if cni.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    ctx.report_unknown_values(cni.as_ref(), &cni.spec.values)
+    ctx.report_unknown_values(cni.as_ref(), &cni.spec.values, cni.spec.profile.as_deref())
         .await;
     let outcome = apply(&cni, &ctx).await;
     let previous = cni

@@ -143,11 +143,13 @@ impl Context {
     }
 
     /// Reports, with a Warning Event, the keys of `values` that mizzen keeps but does not act
-    /// on (typos, keys of newer Istio releases). Each distinct set is reported once per object.
+    /// on (typos, keys of newer Istio releases, features not rendered yet), and a `profile`
+    /// whose settings are not all applied. Each distinct set is reported once per object.
     pub async fn report_unknown_values<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         values: &impl serde::Serialize,
+        profile: Option<&str>,
     ) {
         let kind = K::kind(&()).into_owned();
         let (Some(schema), Ok(json)) =
@@ -158,6 +160,11 @@ impl Context {
         let mut keys = mizzen_api::values::unknown_keys(&json, schema);
         keys.sort();
         keys.extend(mizzen_api::values::ineffective_keys(&json));
+        let named = json["profile"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .or(profile);
+        keys.extend(mizzen_api::values::ineffective_profile(named));
         let uid = obj.meta().uid.clone().unwrap_or_default();
         {
             let mut seen = self.reported_unknown.lock().expect("not poisoned");

@@ -165,8 +165,12 @@ pub fn controller(w: &Wiring) -> BoxFuture<'static, ()> {
 /// Reconciles one Istio.
 pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = istio.name_any();
-    ctx.report_unknown_values(istio.as_ref(), &istio.spec.values)
-        .await;
+    ctx.report_unknown_values(
+        istio.as_ref(),
+        &istio.spec.values,
+        istio.spec.profile.as_deref(),
+    )
+    .await;
     let owner = owner_of(istio.as_ref());
     let owned: Result<Vec<IstioRevision>, kube::Error> =
         ctx.own.revisions.list(&ctx.client).await.map(|all| {
@@ -212,7 +216,10 @@ pub async fn reconcile(istio: Arc<Istio>, ctx: Arc<Context>) -> Result<Action, E
                 p.revision
             })
             .map_err(|e| Refusal {
-                reason: "ReconcileError",
+                reason: match e {
+                    Error::Render(_) => "InvalidValues",
+                    _ => "ReconcileError",
+                },
                 message: e.to_string(),
             }),
             Err(refusal) => {

@@ -86,7 +86,7 @@ pub async fn reconcile(zt: Arc<ZTunnel>, ctx: Arc<Context>) -> Result<Action, Er
     if zt.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    ctx.report_unknown_values(zt.as_ref(), &zt.spec.values)
+    ctx.report_unknown_values(zt.as_ref(), &zt.spec.values, None)
         .await;
     let mut revision = None;
     let outcome = apply(&zt, &ctx, &mut revision).await;

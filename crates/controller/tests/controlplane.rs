@@ -766,7 +766,7 @@ async fn values_keys_mizzen_does_not_act_on_are_reported() {
     let ns = namespace(cluster, "cp-unknown").await;
     let name = "unknown-values";
     let manifest = format!(
-        "{}  values:\n    pilot:\n      replicaCuont: 2\n      replicaCount: 2\n    meshConfig:\n      anything: true\n",
+        "{}  profile: stable\n  values:\n    revisionTags: [canary]\n    pilot:\n      replicaCuont: 2\n      replicaCount: 2\n    meshConfig:\n      anything: true\n",
         istio_manifest(name, &ns, "v1.26.3", "InPlace", 30)
     );
     apply(cluster, &manifest);
@@ -808,6 +808,70 @@ async fn values_keys_mizzen_does_not_act_on_are_reported() {
         !note.contains("meshConfig"),
         "meshConfig is passed through, so acted upon: {note}"
     );
+    // Accepted by the schema but not acted on: named with the reason.
+    assert!(
+        note.contains("revisionTags (mizzen renders tags from IstioRevisionTag resources"),
+        "{note}"
+    );
+    assert!(
+        note.contains("profile stable (its ValidatingAdmissionPolicy is not rendered yet)"),
+        "{note}"
+    );
+    kubectl(cluster, &["delete", "istio", name]);
+}
+
+/// `compatibilityVersion` is acted on (istiod gets the older minor's settings) or, when it
+/// names no older minor the version can restore, refused with `InvalidValues` naming the key
+/// and the accepted values; fixing it recovers.
+#[tokio::test]
+async fn compatibility_version_is_acted_on_or_refused() {
+    let cluster = cluster_with_operator().await;
+    let ns = namespace(cluster, "cp-compat").await;
+    let name = "compat";
+    let manifest = |compat: &str| {
+        format!(
+            "{}  values:\n    compatibilityVersion: \"{compat}\"\n",
+            istio_manifest(name, &ns, "v1.26.3", "InPlace", 30)
+        )
+    };
+    apply(cluster, &manifest("1.26"));
+    let condition = |field: &str| {
+        kubectl(
+            cluster,
+            &[
+                "get",
+                "istio",
+                name,
+                "-o",
+                &format!("jsonpath={{.status.conditions[?(@.type==\"Reconciled\")].{field}}}"),
+            ],
+        )
+    };
+    eventually(60, "InvalidValues", || async {
+        (condition("reason") == "InvalidValues").then_some(())
+    })
+    .await;
+    let message = condition("message");
+    assert!(
+        message.contains("compatibilityVersion") && message.contains("one of 1.23 … 1.25"),
+        "{message}"
+    );
+    apply(cluster, &manifest("1.24"));
+    wait_ready(cluster, &format!("istios/{name}"), "2m");
+    let env = kubectl(
+        cluster,
+        &[
+            "get",
+            "deployment",
+            // The revision is named after the Istio: istiod-<revision>.
+            &format!("istiod-{name}"),
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"PILOT_ENABLE_IP_AUTOALLOCATE\")].value}",
+        ],
+    );
+    assert_eq!(env, "false");
     kubectl(cluster, &["delete", "istio", name]);
 }
 

@@ -306,3 +306,100 @@ fn namespace_is_not_validated_here() {
     assert!(istio("v1.27.3", None, Platform::Kubernetes, "default", None).is_ok());
     assert_eq!(ISTIO_NS, "istio-system");
 }
+
+/// `compatibilityVersion` restores an older minor's behaviour below the user's values: the
+/// settings of every minor after it (Istio's compatibility profiles), and only those.
+#[test]
+fn compatibility_version_restores_older_behaviour() {
+    let env = |version: &str, compat: &str, user_env: Value| {
+        istio(
+            version,
+            None,
+            Platform::Kubernetes,
+            "default",
+            Some(json!({"compatibilityVersion": compat, "pilot": {"env": user_env}})),
+        )
+        .map(|v| v["pilot"]["env"].clone())
+    };
+    let e = env("v1.30.3", "1.28", json!({})).unwrap();
+    assert_eq!(e["DISABLE_TRACK_REMAINING_CB_METRICS"], "false");
+    assert_eq!(e["PILOT_SIDECAR_PICK_BEST_SERVICE_NAMESPACE"], "false");
+    assert!(e.get("ENABLE_NATIVE_SIDECARS").is_none(), "{e}");
+    assert!(e.get("DISABLE_SHADOW_HOST_SUFFIX").is_none(), "{e}");
+    let e = env("v1.30.3", "1.26", json!({"ENABLE_NATIVE_SIDECARS": "true"})).unwrap();
+    assert_eq!(e["ENABLE_NATIVE_SIDECARS"], "true", "the user's value wins");
+    assert_eq!(e["DISABLE_SHADOW_HOST_SUFFIX"], "false");
+    // 1.23 on 1.26: 1.24's proxy metadata too.
+    let v = istio(
+        "v1.26.3",
+        None,
+        Platform::Kubernetes,
+        "default",
+        Some(json!({"compatibilityVersion": "1.23"})),
+    )
+    .unwrap();
+    assert_eq!(v["pilot"]["env"]["ENABLE_INBOUND_RETRY_POLICY"], "false");
+    assert_eq!(v["pilot"]["env"]["PILOT_ENABLE_IP_AUTOALLOCATE"], "false");
+    assert_eq!(
+        v["meshConfig"]["defaultConfig"]["proxyMetadata"]["ENABLE_DEFERRED_STATS_CREATION"],
+        "false"
+    );
+    // Not older than the running minor, too old, or not a minor: refused, naming the key.
+    for (version, bad, accepted) in [
+        ("v1.30.3", "1.30", "1.25 … 1.29"),
+        ("v1.30.3", "1.24", "1.25 … 1.29"),
+        ("v1.27.3", "1.27.0", "1.24 … 1.26"),
+        ("v1.31.4", "latest", "1.25 … 1.30"),
+    ] {
+        let err = env(version, bad, json!({})).unwrap_err().to_string();
+        assert!(err.contains("compatibilityVersion"), "{err}");
+        assert!(err.contains(&format!("one of {accepted}")), "{err}");
+    }
+}
+
+/// The `demo` and `preview` profiles carry upstream's settings (compared with the charts by
+/// tools/fidelity); the user's values still win.
+#[test]
+fn demo_and_preview_profiles_apply_their_settings() {
+    let demo = istio(
+        "v1.30.3",
+        Some("demo"),
+        Platform::Kubernetes,
+        "default",
+        None,
+    )
+    .unwrap();
+    assert_eq!(demo["pilot"]["autoscaleEnabled"], false);
+    assert_eq!(demo["pilot"]["traceSampling"], 100);
+    assert_eq!(demo["pilot"]["resources"]["requests"]["memory"], "100Mi");
+    assert_eq!(demo["meshConfig"]["accessLogFile"], "/dev/stdout");
+    assert_eq!(
+        demo["meshConfig"]["extensionProviders"][3]["name"],
+        "jaeger"
+    );
+    assert_eq!(
+        demo["global"]["proxy"]["resources"]["requests"]["cpu"],
+        "10m"
+    );
+    let mine = istio(
+        "v1.30.3",
+        Some("demo"),
+        Platform::Kubernetes,
+        "default",
+        Some(json!({"pilot": {"autoscaleEnabled": true}})),
+    )
+    .unwrap();
+    assert_eq!(mine["pilot"]["autoscaleEnabled"], true);
+    let preview = istio(
+        "v1.30.3",
+        Some("preview"),
+        Platform::Kubernetes,
+        "default",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        preview["meshConfig"]["defaultConfig"]["proxyMetadata"]["ISTIO_META_DNS_CAPTURE"],
+        "true"
+    );
+}

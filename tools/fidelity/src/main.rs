@@ -44,6 +44,10 @@ struct Args {
     /// The allow-list of deliberate differences.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/allow.yaml"))]
     allow: PathBuf,
+    /// A YAML file of the Istio's `spec.values`, given to both sides (e.g. a
+    /// `compatibilityVersion`).
+    #[arg(long)]
+    values: Option<PathBuf>,
     /// Write each case's differences to `<dir>/<case>.txt` instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -65,6 +69,21 @@ enum Strategy {
 enum Profile {
     Ambient,
     Default,
+    /// Not in the default matrix: Istio only, with that profile.
+    Demo,
+    Preview,
+}
+
+impl Profile {
+    /// The `spec.profile` the Istio names (none for `default`).
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Ambient => Some("ambient"),
+            Self::Default => None,
+            Self::Demo => Some("demo"),
+            Self::Preview => Some("preview"),
+        }
+    }
 }
 
 /// One comparison.
@@ -73,6 +92,8 @@ struct Case {
     platform: Platform,
     strategy: Strategy,
     profile: Profile,
+    /// The Istio's `spec.values` (`--values`), on both sides.
+    values: Value,
 }
 
 impl Case {
@@ -96,9 +117,17 @@ impl Case {
         let strategy = format!("{:?}", self.strategy);
         let mut spec = format!(
             "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {{name: default}}\n\
-             spec: {{namespace: istio-system, version: {v}, updateStrategy: {{type: {strategy}}}"
+             spec: {{namespace: istio-system, version: {v}, updateStrategy: {{type: {strategy}}}, \
+             values: {}",
+            self.values
         );
-        if self.profile == Profile::Ambient {
+        if let Some(p) = self
+            .profile
+            .name()
+            .filter(|_| self.profile != Profile::Ambient)
+        {
+            spec.push_str(&format!(", profile: {p}}}\n"));
+        } else if self.profile == Profile::Ambient {
             spec.push_str(&format!(
                 ", profile: ambient}}\n---\napiVersion: sailoperator.io/v1\nkind: IstioCNI\n\
                  metadata: {{name: default}}\nspec: {{namespace: istio-cni, version: {v}, profile: ambient}}\n\
@@ -135,9 +164,15 @@ impl Case {
     /// What Sail's Helm releases hold for the same resources.
     fn upstream(&self, up: &Upstream) -> anyhow::Result<Vec<Value>> {
         let revision = self.revision();
-        let profile = (self.profile == Profile::Ambient).then_some("ambient");
+        let profile = self.profile.name();
         let none = serde_json::json!({});
-        let values = up.istio_values(&none, profile, self.platform, &revision, "istio-system")?;
+        let values = up.istio_values(
+            &self.values,
+            profile,
+            self.platform,
+            &revision,
+            "istio-system",
+        )?;
         let mut objects = up.template(
             "istiod",
             &format!("{revision}-istiod"),
@@ -214,6 +249,10 @@ fn main() -> anyhow::Result<()> {
     let allow = AllowList::from_yaml(&std::fs::read_to_string(&args.allow)?)
         .with_context(|| format!("reading {}", args.allow.display()))?;
     let helm = sail::helm_binary();
+    let values: Value = match &args.values {
+        Some(f) => serde_saphyr::from_str(&std::fs::read_to_string(f)?)?,
+        None => serde_json::json!({}),
+    };
     let mut dirs = version_dirs(&args.upstream)?;
     if let Some(v) = &args.catalog_version {
         anyhow::ensure!(
@@ -257,6 +296,7 @@ fn main() -> anyhow::Result<()> {
                         },
                         strategy,
                         profile,
+                        values: values.clone(),
                     };
                     let report = compare::compare(
                         &case.upstream(&up)?,

@@ -178,7 +178,18 @@ pub(crate) fn profile(
             crate::json::merge(&mut layer, &openshift_profile());
             layer
         }
-        "demo" | "preview" | "remote" | "stable" | "external" => match component {
+        "demo" => demo_profile(component),
+        "preview" => match component {
+            Component::Istiod => json!({
+                "profile": name,
+                "meshConfig": {"defaultConfig": {"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"}}},
+            }),
+            Component::Cni => json!({"profile": name}),
+            Component::ZTunnel => json!({}),
+        },
+        // Known by name only: their settings are reported as not applied
+        // (`mizzen_api::values::ineffective_profile`).
+        "remote" | "stable" | "external" => match component {
             Component::ZTunnel => json!({}),
             _ => json!({"profile": name}),
         },
@@ -190,6 +201,125 @@ pub(crate) fn profile(
             });
         }
     })
+}
+
+/// What each minor changed in istiod's behaviour, as Istio's compatibility profiles undo it:
+/// the minor, then istiod environment variables and proxy metadata set back to the earlier
+/// behaviour. `compatibilityVersion: 1.X` undoes the changes of every minor after 1.X.
+type Settings = &'static [(&'static str, &'static str)];
+const BEHAVIOUR_CHANGES: [(u32, Settings, Settings); 7] = [
+    (
+        24,
+        &[
+            ("ENABLE_INBOUND_RETRY_POLICY", "false"),
+            ("EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY", "false"),
+            ("PREFER_DESTINATIONRULE_TLS_FOR_EXTERNAL_SERVICES", "false"),
+            ("ENABLE_ENHANCED_DESTINATIONRULE_MERGE", "false"),
+            ("PILOT_UNIFIED_SIDECAR_SCOPE", "false"),
+        ],
+        &[
+            ("ENABLE_DEFERRED_STATS_CREATION", "false"),
+            ("BYPASS_OVERLOAD_MANAGER_FOR_STATIC_LISTENERS", "false"),
+        ],
+    ),
+    (25, &[("PILOT_ENABLE_IP_AUTOALLOCATE", "false")], &[]),
+    (27, &[("ENABLE_NATIVE_SIDECARS", "false")], &[]),
+    (
+        28,
+        &[
+            ("DISABLE_SHADOW_HOST_SUFFIX", "false"),
+            ("PILOT_SPAWN_UPSTREAM_SPAN_FOR_GATEWAY", "false"),
+        ],
+        &[],
+    ),
+    (29, &[("DISABLE_TRACK_REMAINING_CB_METRICS", "false")], &[]),
+    (
+        30,
+        &[("PILOT_SIDECAR_PICK_BEST_SERVICE_NAMESPACE", "false")],
+        &[],
+    ),
+    (
+        31,
+        &[
+            ("PILOT_ENABLE_STRICT_GATEWAY_MERGING", "false"),
+            ("PILOT_SPAWN_UPSTREAM_SPAN_FOR_GATEWAY", "false"),
+            ("PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS", "false"),
+        ],
+        &[],
+    ),
+];
+
+/// The oldest `compatibilityVersion` a minor accepts (its charts' compatibility profiles).
+fn oldest_compatibility(minor: u32) -> u32 {
+    match minor {
+        ..=26 => minor - 3,
+        27 => 24,
+        _ => 25,
+    }
+}
+
+/// The istiod layer of `compatibilityVersion` at `version`: the settings of the minors after
+/// it set back. A value that is not an older minor this version accepts is an error naming
+/// the accepted ones.
+pub(crate) fn compatibility(version: &Version, wanted: &str) -> Result<Value, RenderError> {
+    let oldest = oldest_compatibility(version.minor);
+    let accepted = format!("one of 1.{oldest} … 1.{}", version.minor - 1);
+    let minor = wanted
+        .strip_prefix("1.")
+        .and_then(|m| m.parse::<u32>().ok())
+        .filter(|m| (oldest..version.minor).contains(m))
+        .ok_or_else(|| {
+            RenderError::value(
+                "compatibilityVersion",
+                format!(
+                    "{wanted:?} is not an older minor that Istio {}.{} can restore: {accepted}",
+                    version.major, version.minor
+                ),
+            )
+        })?;
+    let mut env = serde_json::Map::new();
+    let mut metadata = serde_json::Map::new();
+    for (changed_in, vars, meta) in BEHAVIOUR_CHANGES {
+        if changed_in > minor && changed_in <= version.minor {
+            env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), json!(v))));
+            metadata.extend(meta.iter().map(|(k, v)| ((*k).to_owned(), json!(v))));
+        }
+    }
+    let mut layer = json!({"pilot": {"env": env}});
+    if !metadata.is_empty() {
+        layer["meshConfig"] = json!({"defaultConfig": {"proxyMetadata": metadata}});
+    }
+    Ok(layer)
+}
+
+/// Istio's `demo` profile: small requests, access logs, full trace sampling, a fixed
+/// istiod replica, and the demo telemetry providers.
+fn demo_profile(component: Component) -> Value {
+    let small = json!({"requests": {"cpu": "10m", "memory": "40Mi"}});
+    let provider = |name: &str, kind: &str, service: &str, port: u16| json!({"name": name, kind: {"service": service, "port": port}});
+    let collector = "opentelemetry-collector.observability.svc.cluster.local";
+    match component {
+        Component::Istiod => json!({
+            "profile": "demo",
+            "meshConfig": {
+                "accessLogFile": "/dev/stdout",
+                "extensionProviders": [
+                    provider("otel", "envoyOtelAls", collector, 4317),
+                    provider("skywalking", "skywalking", "tracing.istio-system.svc.cluster.local", 11800),
+                    provider("otel-tracing", "opentelemetry", collector, 4317),
+                    provider("jaeger", "opentelemetry", "jaeger-collector.istio-system.svc.cluster.local", 4317),
+                ],
+            },
+            "global": {"proxy": {"resources": small}, "waypoint": {"resources": small}},
+            "pilot": {
+                "autoscaleEnabled": false,
+                "traceSampling": 100,
+                "resources": {"requests": {"cpu": "10m", "memory": "100Mi"}},
+            },
+        }),
+        Component::Cni => json!({"profile": "demo", "cni": {"resources": small}}),
+        Component::ZTunnel => json!({}),
+    }
 }
 
 fn default_profile(component: Component) -> Value {

@@ -204,6 +204,14 @@ fn layered(
         }
         merge(&mut tree, &layers::platform(component, &name));
     }
+    // An older minor's behaviour, below the user's own values (as the charts' profiles).
+    if component == Component::Istiod
+        && let Some(wanted) = get(user, &["compatibilityVersion"])
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+    {
+        merge(&mut tree, &layers::compatibility(version, wanted)?);
+    }
     Ok(tree)
 }
 
