@@ -399,11 +399,9 @@ fn complete(ds: &DaemonSet) -> bool {
         && s.number_available.unwrap_or(0) == s.desired_number_scheduled
 }
 
-/// The agent pods, by node.
-async fn agents(ctx: &Context, ds: &DaemonSet) -> Result<BTreeMap<String, Agent>, Error> {
-    let namespace = ds.namespace().unwrap_or_default();
-    let selector = ds
-        .spec
+/// A DaemonSet's pod selector as a label selector string (`k=v,…`; its `matchLabels`).
+pub fn pod_selector(ds: &DaemonSet) -> String {
+    ds.spec
         .as_ref()
         .and_then(|s| s.selector.match_labels.as_ref())
         .map(|l| {
@@ -412,7 +410,13 @@ async fn agents(ctx: &Context, ds: &DaemonSet) -> Result<BTreeMap<String, Agent>
                 .collect::<Vec<_>>()
                 .join(",")
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The agent pods, by node.
+async fn agents(ctx: &Context, ds: &DaemonSet) -> Result<BTreeMap<String, Agent>, Error> {
+    let namespace = ds.namespace().unwrap_or_default();
+    let selector = pod_selector(ds);
     let revisions = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &namespace)
         .list(&ListParams::default().labels(&selector))
         .await?;

@@ -31,6 +31,22 @@ async fn apply_reading_from_the_caches() {
     scenario(true).await;
 }
 
+/// A cluster-scoped owner, like mizzen's custom resources: a ClusterRole `owner-<ns>`.
+async fn cluster_owner(client: &kube::Client, ns: &str) -> Owner {
+    let name = format!("owner-{ns}");
+    let obj: ClusterRole = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    let obj = Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap();
+    Owner {
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: "ClusterRole".into(),
+        name,
+        uid: obj.metadata.uid.clone().unwrap(),
+    }
+}
+
 /// Create, no-op, drift repair, prune, garbage collection. With `cached`, live objects come
 /// from watches of ConfigMaps and Services, and a no-op apply sends no request at all.
 async fn scenario(cached: bool) {
@@ -43,20 +59,8 @@ async fn scenario(cached: bool) {
     let counting = counting_client(cluster.kube_config(), &requests);
     let writes = &requests.writes;
 
-    // A cluster-scoped owner, like mizzen's custom resources.
-    let owner_name = format!("owner-{}", ns.name());
-    let owner_obj: ClusterRole =
-        serde_json::from_value(json!({"metadata": {"name": owner_name}})).unwrap();
-    let owner_obj = Api::<ClusterRole>::all(client.clone())
-        .create(&PostParams::default(), &owner_obj)
-        .await
-        .unwrap();
-    let owner = Owner {
-        api_version: "rbac.authorization.k8s.io/v1".into(),
-        kind: "ClusterRole".into(),
-        name: owner_name.clone(),
-        uid: owner_obj.metadata.uid.clone().unwrap(),
-    };
+    let owner = cluster_owner(&client, ns.name()).await;
+    let owner_name = owner.name.clone();
     let inventory = ("mizzen.io/owner", owner_name.as_str());
     // Rendered objects carry mizzen's managed-by label: the caches watch only those.
     let managed = json!({"app.kubernetes.io/managed-by": "mizzen"});
@@ -224,19 +228,8 @@ async fn validating_failure_policy_is_handed_over_to_istiod() {
         counting_client(cluster.kube_config(), &requests),
         Children::none(),
     );
-    let owner_name = format!("owner-{}", ns.name());
-    let owner_obj: ClusterRole =
-        serde_json::from_value(json!({"metadata": {"name": owner_name}})).unwrap();
-    let owner_obj = Api::<ClusterRole>::all(client.clone())
-        .create(&PostParams::default(), &owner_obj)
-        .await
-        .unwrap();
-    let owner = Owner {
-        api_version: "rbac.authorization.k8s.io/v1".into(),
-        kind: "ClusterRole".into(),
-        name: owner_name.clone(),
-        uid: owner_obj.metadata.uid.clone().unwrap(),
-    };
+    let owner = cluster_owner(&client, ns.name()).await;
+    let owner_name = owner.name.clone();
     let inventory = ("mizzen.io/owner", owner_name.as_str());
     let name = format!("istio-validator-{}", ns.name());
     let validator = |label: &str| {

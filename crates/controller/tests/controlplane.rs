@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{AMBIENT, cluster_with_operator, eventually, kubectl, next_second, table, wait_ready};
+use common::{
+    AMBIENT, apply, cluster_with_operator, eventually, kubectl, next_second, table, wait_ready,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -26,13 +28,6 @@ fn istio_manifest(name: &str, ns: &str, version: &str, strategy: &str, grace: u3
     format!(
         "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata:\n  name: {name}\nspec:\n  namespace: {ns}\n  version: {version}\n  updateStrategy:\n    type: {strategy}\n    inactiveRevisionDeletionGracePeriodSeconds: {grace}\n"
     )
-}
-
-fn apply(cluster: &Cluster, manifest: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("m.yaml");
-    std::fs::write(&f, manifest).unwrap();
-    kubectl(cluster, &["apply", "-f", f.to_str().unwrap()]);
 }
 
 fn image(d: &Deployment) -> String {

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{cluster_with_operator, eventually, kubectl, table};
+use common::{apply, cluster_with_operator, eventually, kubectl, table};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
@@ -22,13 +22,6 @@ use serde_json::Value;
 static SINGLETONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const FOLLOWS: &str = "mizzen.io/follows-istio";
-
-fn apply(cluster: &Cluster, manifest: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("m.yaml");
-    std::fs::write(&f, manifest).unwrap();
-    kubectl(cluster, &["apply", "-f", f.to_str().unwrap()]);
-}
 
 fn patch_version(cluster: &Cluster, resource: &str, version: &str) {
     kubectl(

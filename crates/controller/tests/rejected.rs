@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{eventually, install_crds, kubectl, start_operator_counting, wait_ready};
+use common::{apply, eventually, install_crds, kubectl, start_operator_counting, wait_ready};
 use kube::Api;
 use mizzen_api::IstioCNI;
 use mizzen_catalog::Catalog;
@@ -29,13 +29,6 @@ spec:
       tolerations: {tolerations}
 "
     )
-}
-
-fn apply(cluster: &mizzen_testcluster::Cluster, manifest: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cni.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    kubectl(cluster, &["apply", "-f", file.to_str().unwrap()]);
 }
 
 #[tokio::test]

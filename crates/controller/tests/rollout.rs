@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, install_crds, kubectl, start_operator};
+use common::{apply, eventually, install_crds, kubectl, start_operator};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -40,13 +40,6 @@ async fn cluster() -> &'static Cluster {
             c
         })
         .await
-}
-
-fn apply(cluster: &Cluster, yaml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("x.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    kubectl(cluster, &["apply", "-f", file.to_str().unwrap()]);
 }
 
 fn mesh(version: &str) -> String {
@@ -526,19 +519,7 @@ spec:
             "--timeout=2m",
         ],
     );
-    let node = kubectl(
-        cluster,
-        &[
-            "get",
-            "pods",
-            "-n",
-            "apps",
-            "-l",
-            "app=stuck",
-            "-o",
-            "jsonpath={.items[0].spec.nodeName}",
-        ],
-    );
+    let node = stuck_node(cluster);
     kubectl(cluster, &["label", "node", &node, "rollout-test=stuck"]);
     let settings =
         "{waveSize: 1, nodeTimeoutSeconds: 8, nodeSelector: {matchLabels: {rollout-test: stuck}}}";
@@ -599,19 +580,7 @@ spec:
   selector: {matchLabels: {app: stuck}}
 ",
     );
-    let node = kubectl(
-        cluster,
-        &[
-            "get",
-            "pods",
-            "-n",
-            "apps",
-            "-l",
-            "app=stuck",
-            "-o",
-            "jsonpath={.items[0].spec.nodeName}",
-        ],
-    );
+    let node = stuck_node(cluster);
     kubectl(
         cluster,
         &["label", "node", &node, "rollout-test=stuck", "--overwrite"],
@@ -807,4 +776,21 @@ async fn ensure_mesh(cluster: &Cluster) {
             "--timeout=3m",
         ],
     );
+}
+
+/// The node the `stuck` workload's pod runs on (the one a blocking budget guards).
+fn stuck_node(cluster: &Cluster) -> String {
+    kubectl(
+        cluster,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "apps",
+            "-l",
+            "app=stuck",
+            "-o",
+            "jsonpath={.items[0].spec.nodeName}",
+        ],
+    )
 }

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{cluster_with_operator, eventually, kubectl, next_second, table};
+use common::{apply, cluster_with_operator, eventually, kubectl, next_second, table};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -31,13 +31,6 @@ async fn namespace(cluster: &Cluster, name: &str, labels: &[(&str, &str)]) {
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-}
-
-fn apply(cluster: &Cluster, manifest: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("m.yaml");
-    std::fs::write(&f, manifest).unwrap();
-    kubectl(cluster, &["apply", "-f", f.to_str().unwrap()]);
 }
 
 fn istio(cluster: &Cluster, name: &str, ns: &str, version: &str, strategy: &str) {

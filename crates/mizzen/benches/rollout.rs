@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use common::{Metrics, Operator, ProcessStats, kubectl, kubectl_stdin};
+use common::{Metrics, Operator, ProcessStats, kubectl, kubectl_stdin, progress};
 use mizzen_testcluster::{Cluster, Options};
 
 #[derive(Debug, Parser)]
@@ -35,26 +35,8 @@ struct Args {
     bench: bool,
 }
 
-fn progress(message: impl std::fmt::Display) {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    eprintln!("[{:>7.1}s] {message}", start.elapsed().as_secs_f64());
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
-    progress("rollout benchmark starting");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rollout benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main("rollout", run(Args::parse()))
 }
 
 async fn run(args: Args) -> Result<()> {

@@ -23,7 +23,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -43,7 +42,7 @@ use mizzen_testcluster::{Cluster, Options};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use common::{Metrics, Operator, ProcessStats};
+use common::{Metrics, Operator, ProcessStats, progress};
 
 /// The version the mesh is installed at; upgrades alternate between it and [`OTHER_VERSION`].
 const BASE_VERSION: &str = "v1.26.3";
@@ -140,27 +139,8 @@ impl std::str::FromStr for Steps {
     }
 }
 
-/// Prints a progress line on stderr, stamped with the time since the benchmark started.
-fn progress(message: impl std::fmt::Display) {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    eprintln!("[{:>7.1}s] {message}", start.elapsed().as_secs_f64());
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
-    progress("scale benchmark starting");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("scale benchmark failed: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main("scale", run(Args::parse()))
 }
 
 /// Starts the cluster and the operator, runs the benchmark, and stops both whatever happened.

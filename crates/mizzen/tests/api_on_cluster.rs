@@ -22,11 +22,9 @@ fn mizzen_crds() -> Vec<u8> {
     out.stdout
 }
 
-/// Runs kubectl with `stdin` piped in.
-fn kubectl(cluster: &Cluster, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = cluster
-        .kubectl()
-        .args(args)
+/// Runs `command` with `stdin` on its standard input.
+fn with_stdin(command: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -34,6 +32,19 @@ fn kubectl(cluster: &Cluster, args: &[&str], stdin: &[u8]) -> Output {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// `mizzen render -f -` with `yaml` on its standard input.
+fn render_stdin(yaml: &[u8]) -> Output {
+    with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_mizzen")).args(["render", "-f", "-"]),
+        yaml,
+    )
+}
+
+/// Runs kubectl with `stdin` piped in.
+fn kubectl(cluster: &Cluster, args: &[&str], stdin: &[u8]) -> Output {
+    with_stdin(cluster.kubectl().args(args), stdin)
 }
 
 fn ok(out: Output) -> String {
@@ -500,21 +511,7 @@ spec: {{namespace: {zt}, version: v1.26.4}}
             "{strategy}: {applied}"
         );
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_mizzen"))
-        .args(["render", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let out = render_stdin(b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -531,17 +528,7 @@ async fn istio_crds_print_upstreams_columns() {
     let c = cluster().await;
     let spec = "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: default}\n\
                 spec: {namespace: istio-system, version: v1.30.8}\n";
-    let out = Command::new(env!("CARGO_BIN_EXE_mizzen"))
-        .args(["render", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(spec.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let out = render_stdin(spec.as_bytes());
     assert!(
         out.status.success(),
         "{}",

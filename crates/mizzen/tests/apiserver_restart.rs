@@ -312,17 +312,7 @@ fn daemonset_status_rolled_out(ds: &DaemonSet) -> Result<(), String> {
 /// Whether a DaemonSet has exactly one pod per node, none terminating, each with `image` and
 /// Ready.
 async fn daemonset_pods_ready(client: &Client, ds: &DaemonSet, image: &str) -> Result<(), String> {
-    let selector = ds
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.as_ref())
-        .map(|l| {
-            l.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = mizzen_controller::rollout::pod_selector(ds);
     let ns = ds.metadata.namespace.as_deref().unwrap_or_default();
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&selector))

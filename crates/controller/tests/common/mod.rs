@@ -253,6 +253,14 @@ pub fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `kubectl apply -f` of `manifest` (written to a temporary file, as a user's would be).
+pub fn apply(cluster: &Cluster, manifest: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("manifest.yaml");
+    std::fs::write(&f, manifest).unwrap();
+    kubectl(cluster, &["apply", "-f", f.to_str().unwrap()]);
+}
+
 /// `kubectl wait --for=condition=Ready <resource> --timeout=<timeout>`, as the OSSM procedure
 /// runs it; panics if it does not return in time.
 pub fn wait_ready(cluster: &Cluster, resource: &str, timeout: &str) {

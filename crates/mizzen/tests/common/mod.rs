@@ -571,3 +571,30 @@ impl ProcessStats {
         })
     }
 }
+
+/// Prints a benchmark's progress line on stderr, stamped with the time since it started.
+pub fn progress(message: impl std::fmt::Display) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    eprintln!("[{:>7.1}s] {message}", start.elapsed().as_secs_f64());
+}
+
+/// A benchmark binary's `main`: runs `run` on a multi-threaded runtime, and says `<name>
+/// benchmark failed: …` with a failure exit status when it fails.
+pub fn bench_main<F>(name: &str, run: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    progress(format!("{name} benchmark starting"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    match runtime.block_on(run) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} benchmark failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
