@@ -15,6 +15,10 @@ step "helm"
 MIZZEN_HELM_BIN=$(tools/helm/build.sh)
 export MIZZEN_HELM_BIN
 
+step "istiod (pilot-discovery)"
+MIZZEN_ISTIOD_BIN=$(tools/istiod/build.sh)
+export MIZZEN_ISTIOD_BIN
+
 step "OCI image (scripts/image.sh)"
 ./scripts/image.sh
 # The end-to-end tests run the very binary that is inside the image.

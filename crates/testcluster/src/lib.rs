@@ -65,4 +65,4 @@ pub use error::Error;
 pub use net::{SocketInfo, TcpState, is_loopback, listening_sockets, sockets};
 pub use shared::{TEST_NAMESPACE_LABEL, TestNamespace, shared};
 pub use stages::KWOK_STAGES;
-pub use tools::helm_bin;
+pub use tools::{helm_bin, istiod_bin};

@@ -10,20 +10,35 @@ use std::process::{Command, Stdio};
 ///
 /// If the build fails.
 pub fn helm_bin() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MIZZEN_HELM_BIN") {
-        return PathBuf::from(dir).join("helm");
+    tool("MIZZEN_HELM_BIN", "helm", "helm")
+}
+
+/// istiod's binary: `$MIZZEN_ISTIOD_BIN/pilot-discovery` (set by `scripts/test.sh`), else the
+/// one `tools/istiod/build.sh` builds or finds in its cache.
+///
+/// # Panics
+///
+/// If the build fails.
+pub fn istiod_bin() -> PathBuf {
+    tool("MIZZEN_ISTIOD_BIN", "istiod", "pilot-discovery")
+}
+
+/// `$<env>/<binary>`, else `tools/<module>/build.sh`'s.
+fn tool(env: &str, module: &str, binary: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(env) {
+        return PathBuf::from(dir).join(binary);
     }
-    let script = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tools/helm/build.sh"
-    ));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools")
+        .join(module)
+        .join("build.sh");
     let out = Command::new("bash")
-        .arg(script)
+        .arg(&script)
         .stderr(Stdio::inherit())
         .output()
-        .expect("run tools/helm/build.sh");
-    assert!(out.status.success(), "tools/helm/build.sh failed");
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed", script.display());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let dir = stdout.lines().last().expect("build.sh prints the bin dir");
-    PathBuf::from(dir.trim()).join("helm")
+    PathBuf::from(dir.trim()).join(binary)
 }

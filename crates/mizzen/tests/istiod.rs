@@ -1,0 +1,398 @@
+//! A real istiod on what mizzen renders (issue 9, item 9): `pilot-discovery` (built by
+//! `tools/istiod/build.sh` from the istio.io/istio pseudo-version pinned there) runs as a host
+//! process with the args, environment and mesh configuration of the Deployment and ConfigMaps
+//! mizzen applied, authenticated with a token of the ServiceAccount mizzen created for it,
+//! listening on 127.0.0.1 only. It must become ready, be refused nothing by the RBAC mizzen
+//! rendered, dial nothing but the local API server, and patch the webhooks' `caBundle`
+//! without mizzen and istiod writing over each other.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Operator, free_port, http_get, install_crds, kubectl, kubectl_stdin, until};
+use mizzen_testcluster::{Cluster, istiod_bin, shared};
+use serde_json::Value;
+
+/// The istiod process; killed (by its pid) when dropped.
+struct Istiod {
+    child: Child,
+    http: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Istiod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Istiod {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn json(cluster: &Cluster, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(cluster, &all)).unwrap()
+}
+
+/// A kubeconfig for `namespace/account`, with a token from the TokenRequest API (what the pod
+/// would get mounted).
+fn account_kubeconfig(cluster: &Cluster, namespace: &str, account: &str, dir: &Path) -> String {
+    let token = kubectl(
+        cluster,
+        &["create", "token", account, "-n", namespace, "--duration=1h"],
+    );
+    let file = dir.join("istiod.kubeconfig");
+    std::fs::copy(cluster.kubeconfig_path(), &file).unwrap();
+    let arg = format!("--kubeconfig={}", file.display());
+    kubectl(
+        cluster,
+        &[
+            &arg,
+            "config",
+            "set-credentials",
+            "istiod",
+            &format!("--token={}", token.trim()),
+        ],
+    );
+    kubectl(
+        cluster,
+        &[&arg, "config", "set-context", "--current", "--user=istiod"],
+    );
+    file.display().to_string()
+}
+
+/// The objects of one revision that the test reads.
+struct Names {
+    namespace: String,
+    deployment: String,
+    config: String,
+    account: String,
+    validator: String,
+    injector: String,
+}
+
+impl Names {
+    /// Upstream's names: unsuffixed for the revision `default`.
+    fn of(revision: &str, namespace: &str) -> Self {
+        let suffix = |prefix: &str| match revision {
+            "default" => prefix.to_owned(),
+            r => format!("{prefix}-{r}"),
+        };
+        Self {
+            namespace: namespace.to_owned(),
+            deployment: suffix("istiod"),
+            config: suffix("istio"),
+            account: suffix("istiod"),
+            validator: match revision {
+                "default" => format!("istio-validator-{namespace}"),
+                r => format!("istio-validator-{r}-{namespace}"),
+            },
+            injector: match revision {
+                "default" => "istio-sidecar-injector".to_owned(),
+                r => format!("istio-sidecar-injector-{r}-{namespace}"),
+            },
+        }
+    }
+}
+
+/// Starts istiod on what mizzen rendered for one revision (`names`): the
+/// Deployment's args and literal env, the `istio` ConfigMap's mesh files, the mounted
+/// directories materialised under `dir` (its working directory), and addresses on 127.0.0.1.
+fn start_istiod(cluster: &Cluster, names: &Names, dir: &Path) -> Istiod {
+    let Names {
+        namespace,
+        deployment,
+        config,
+        account,
+        ..
+    } = names;
+    let d = json(cluster, &["get", "deployment", deployment, "-n", namespace]);
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    let cm = json(cluster, &["get", "configmap", config, "-n", namespace]);
+    let mesh = dir.join("mesh");
+    let networks = dir.join("meshNetworks");
+    std::fs::write(&mesh, cm["data"]["mesh"].as_str().unwrap()).unwrap();
+    std::fs::write(&networks, cm["data"]["meshNetworks"].as_str().unwrap_or("")).unwrap();
+    let kubeconfig = account_kubeconfig(cluster, namespace, account, dir);
+
+    let mut command = Command::new(istiod_bin());
+    // The rendered args, with every listener moved to 127.0.0.1.
+    let http = free_port();
+    for arg in container["args"].as_array().unwrap() {
+        let arg = arg.as_str().unwrap();
+        if !arg.starts_with("--monitoringAddr") {
+            command.arg(arg);
+        }
+    }
+    command
+        .arg(format!("--meshConfig={}", mesh.display()))
+        .arg(format!("--networksConfig={}", networks.display()))
+        .arg(format!("--httpAddr=127.0.0.1:{http}"))
+        .arg(format!("--grpcAddr=127.0.0.1:{}", free_port()))
+        .arg(format!("--secureGRPCAddr=127.0.0.1:{}", free_port()))
+        .arg(format!("--httpsAddr=127.0.0.1:{}", free_port()))
+        .arg(format!("--monitoringAddr=127.0.0.1:{}", free_port()))
+        .arg("--ctrlz_address=127.0.0.1")
+        .arg(format!("--ctrlz_port={}", free_port()));
+    // The rendered literal env; what the kubelet would fill in, filled in here.
+    for e in container["env"].as_array().unwrap() {
+        if let Some(v) = e["value"].as_str() {
+            command.env(e["name"].as_str().unwrap(), v);
+        }
+    }
+    command
+        .env("POD_NAME", format!("{deployment}-host"))
+        .env("POD_NAMESPACE", namespace)
+        .env("SERVICE_ACCOUNT", account)
+        // In a pod: the in-cluster credentials of the ServiceAccount; here the same, as a file.
+        .env("KUBECONFIG", &kubeconfig)
+        // Platform detection off: nothing to probe outside the cluster.
+        .env("CLOUD_PLATFORM", "none");
+    let log = dir.join("istiod.log");
+    let child = command
+        .current_dir(dir)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    Istiod { child, http, log }
+}
+
+/// The remote addresses of `pid`'s TCP sockets that are not listening (from `/proc`): every
+/// connection the process has open or is opening.
+fn remote_addresses(pid: u32) -> Vec<String> {
+    let inodes: std::collections::BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    l.to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // f[2] remote address, f[3] state (0A: listening), f[9] inode
+            if f.len() > 9 && f[3] != "0A" && inodes.contains(f[9]) {
+                out.push(f[2].to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Whether a `/proc/net/tcp{,6}` address (hex, host byte order per 32-bit word) is loopback:
+/// 127.0.0.0/8, `::1`, or `::ffff:127.x.x.x`.
+fn loopback(address: &str) -> bool {
+    let ip = address.split(':').next().unwrap_or_default();
+    match ip.len() {
+        8 => ip.ends_with("7F"),
+        32 => {
+            ip == "00000000000000000000000001000000"
+                || (ip.starts_with("0000000000000000FFFF0000") && ip.ends_with("7F"))
+        }
+        _ => false,
+    }
+}
+
+/// The `caBundle` and `failurePolicy` of each webhook of a webhook configuration.
+fn webhooks(cluster: &Cluster, kind: &str, name: &str) -> Vec<(bool, String)> {
+    json(cluster, &["get", kind, name])["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["clientConfig"]["caBundle"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty()),
+                w["failurePolicy"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_real_istiod_runs_on_mizzens_render() {
+    let cluster = shared().await;
+    let dir = tempfile::tempdir().unwrap();
+    install_crds(cluster);
+    let _operator = Operator::start("istiod-test", &cluster.kubeconfig_path(), dir.path(), &[]);
+    // The newest minor of the catalog, under both strategies.
+    let version = mizzen_catalog::Catalog::embedded()
+        .unwrap()
+        .concrete_names()
+        .into_iter()
+        .filter_map(|n| n.parse::<mizzen_catalog::Version>().ok())
+        .max()
+        .unwrap();
+    for (istio, namespace, strategy, revision) in [
+        ("default", "istio-system", "InPlace", "default".to_owned()),
+        (
+            "rb",
+            "istio-rb",
+            "RevisionBased",
+            format!("rb-v{}", version.dashed()),
+        ),
+    ] {
+        let phase = dir.path().join(istio);
+        std::fs::create_dir(&phase).unwrap();
+        kubectl(cluster, &["create", "namespace", namespace]);
+        kubectl_stdin(
+            cluster,
+            &["apply", "-f", "-"],
+            Some(
+                format!(
+                    "apiVersion: sailoperator.io/v1
+kind: Istio
+metadata: {{name: {istio}}}
+spec: {{namespace: {namespace}, version: {version}, profile: ambient, updateStrategy: {{type: {strategy}}}}}
+"
+                )
+                .as_bytes(),
+            ),
+        );
+        kubectl(
+            cluster,
+            &[
+                "wait",
+                "--for=condition=Ready",
+                &format!("istio/{istio}"),
+                "--timeout=3m",
+            ],
+        );
+        istiod_on(cluster, &Names::of(&revision, namespace), &phase, strategy);
+        kubectl(cluster, &["delete", "istio", istio, "--wait=false"]);
+    }
+}
+
+/// Runs istiod on one revision's render and checks it (see the module documentation).
+fn istiod_on(cluster: &Cluster, names: &Names, dir: &Path, strategy: &str) {
+    let (validator, injector) = (names.validator.as_str(), names.injector.as_str());
+    assert_eq!(
+        webhooks(cluster, "validatingwebhookconfiguration", validator),
+        [(false, "Ignore".to_owned())],
+        "{strategy}: created without caBundle, at Ignore"
+    );
+
+    let istiod = start_istiod(cluster, names, dir);
+    let started = Instant::now();
+    until(120, "istiod ready", || {
+        http_get(istiod.http, "/ready").and_then(|(code, _)| (code == 200).then_some(()))
+    });
+    eprintln!(
+        "{strategy}: istiod ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // istiod patches the webhooks' caBundle; mizzen leaves it (it never sends one).
+    until(60, "caBundle written by istiod", || {
+        webhooks(cluster, "validatingwebhookconfiguration", validator)
+            .iter()
+            .chain(&webhooks(cluster, "mutatingwebhookconfiguration", injector))
+            .all(|(ca, _)| *ca)
+            .then_some(())
+    });
+    let version_of = |kind: &str, name: &str| {
+        json(cluster, &["get", kind, name])["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Every connection istiod holds goes to 127.0.0.0/8 (the API server).
+    let pid = istiod.child.id();
+    let mut seen = 0;
+    for _ in 0..5 {
+        let remote = remote_addresses(pid);
+        seen += remote.len();
+        let outside: Vec<&String> = remote.iter().filter(|a| !loopback(a)).collect();
+        assert!(outside.is_empty(), "istiod connected outside: {outside:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        seen > 0,
+        "istiod's connections to the API server are visible"
+    );
+    // No write war: the webhooks stay as they are while both run.
+    let before = (
+        version_of("validatingwebhookconfiguration", validator),
+        version_of("mutatingwebhookconfiguration", injector),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let after = (
+        version_of("validatingwebhookconfiguration", validator),
+        version_of("mutatingwebhookconfiguration", injector),
+    );
+    assert_eq!(
+        before, after,
+        "{strategy}: the webhooks kept changing: a write war"
+    );
+    // istiod tightens the policy only once the API server calls its webhook, which the local
+    // control plane never does (admission webhooks are off): it stays at Ignore here.
+    let policy = webhooks(cluster, "validatingwebhookconfiguration", validator)[0]
+        .1
+        .clone();
+    assert_eq!(policy, "Ignore", "{strategy}");
+
+    let log = istiod.log();
+    // For the reader of the test output: what istiod warned about.
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\twarn\t") || l.contains("\terror\t"))
+        .collect();
+    eprintln!(
+        "{strategy}: istiod log: {} lines, {} warnings or errors, the last:\n{}",
+        log.lines().count(),
+        warnings.len(),
+        warnings
+            .iter()
+            .rev()
+            .take(3)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The RBAC mizzen rendered refuses istiod nothing.
+    let forbidden: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_lowercase().contains("forbidden"))
+        .collect();
+    assert!(forbidden.is_empty(), "{strategy}: {}", forbidden.join("\n"));
+    // Nor did it log a dial anywhere else.
+    let dials: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("dial tcp") && !l.contains("dial tcp 127.0.0.1"))
+        .collect();
+    assert!(dials.is_empty(), "{strategy}: {}", dials.join("\n"));
+}
+
+#[test]
+fn loopback_addresses_are_told_apart() {
+    assert!(loopback("0100007F:1F90"));
+    assert!(loopback("0200007F:0050"));
+    assert!(!loopback("0A00600A:01BB"), "10.96.0.10");
+    assert!(!loopback("FEA9FEA9:0050"), "169.254.169.254");
+    assert!(loopback("00000000000000000000000001000000:1F90"), "::1");
+    assert!(loopback("0000000000000000FFFF00000100007F:1F90"));
+    assert!(!loopback("0000000000000000FFFF00000A00000A:1F90"));
+    assert!(
+        !loopback("B80D0120000000000000000001000000:0050"),
+        "2001:db8::1"
+    );
+}
