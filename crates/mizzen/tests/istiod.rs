@@ -2,9 +2,11 @@
 //! `tools/istiod/build.sh` from the istio.io/istio pseudo-version pinned there) runs as a host
 //! process with the args, environment and mesh configuration of the Deployment and ConfigMaps
 //! mizzen applied, authenticated with a token of the ServiceAccount mizzen created for it,
-//! listening on 127.0.0.1 only. It must become ready, be refused nothing by the RBAC mizzen
-//! rendered, dial nothing but the local API server, and patch the webhooks' `caBundle`
-//! without mizzen and istiod writing over each other.
+//! listening on 127.0.0.1 only. For the newest catalog version, InPlace and RevisionBased, it
+//! must become ready, patch the webhooks' `caBundle` without mizzen and istiod writing over
+//! each other, deploy a waypoint and an `istio`-class Gateway from mizzen's templates, be
+//! refused nothing by the RBAC mizzen rendered, and connect to nothing but the local API
+//! server.
 
 mod common;
 
@@ -234,6 +236,29 @@ async fn a_real_istiod_runs_on_mizzens_render() {
     let dir = tempfile::tempdir().unwrap();
     install_crds(cluster);
     let _operator = Operator::start("istiod-test", &cluster.kubeconfig_path(), dir.path(), &[]);
+    // The Gateway API CRDs of the sigs.k8s.io/gateway-api module istiod is built with.
+    let crds = std::fs::read_to_string(istiod_bin().with_file_name("gateway-api-crds.yaml"))
+        .expect("tools/istiod/build.sh puts gateway-api-crds.yaml next to pilot-discovery");
+    let crds: Vec<Value> = serde_saphyr::from_multiple(&crds).unwrap();
+    let crds: Vec<String> = crds
+        .into_iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .map(|d| serde_json::to_string(&d).unwrap())
+        .collect();
+    kubectl_stdin(
+        cluster,
+        &["apply", "--server-side", "-f", "-"],
+        Some(crds.join("\n").as_bytes()),
+    );
+    kubectl(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/gateways.gateway.networking.k8s.io",
+            "--timeout=60s",
+        ],
+    );
     // The newest minor of the catalog, under both strategies.
     let version = mizzen_catalog::Catalog::embedded()
         .unwrap()
@@ -277,13 +302,16 @@ spec: {{namespace: {namespace}, version: {version}, profile: ambient, updateStra
                 "--timeout=3m",
             ],
         );
-        istiod_on(cluster, &Names::of(&revision, namespace), &phase, strategy);
+        let istiod = istiod_on(cluster, &Names::of(&revision, namespace), &phase, strategy);
+        gateways(cluster, istio, &revision, &version.to_string());
+        log_is_clean(&istiod, strategy);
+        drop(istiod);
         kubectl(cluster, &["delete", "istio", istio, "--wait=false"]);
     }
 }
 
 /// Runs istiod on one revision's render and checks it (see the module documentation).
-fn istiod_on(cluster: &Cluster, names: &Names, dir: &Path, strategy: &str) {
+fn istiod_on(cluster: &Cluster, names: &Names, dir: &Path, strategy: &str) -> Istiod {
     let (validator, injector) = (names.validator.as_str(), names.injector.as_str());
     assert_eq!(
         webhooks(cluster, "validatingwebhookconfiguration", validator),
@@ -350,6 +378,11 @@ fn istiod_on(cluster: &Cluster, names: &Names, dir: &Path, strategy: &str) {
         .clone();
     assert_eq!(policy, "Ignore", "{strategy}");
 
+    istiod
+}
+
+/// After it all: no `forbidden` answer in istiod's log, and no dial outside 127.0.0.0/8.
+fn log_is_clean(istiod: &Istiod, strategy: &str) {
     let log = istiod.log();
     // For the reader of the test output: what istiod warned about.
     let warnings: Vec<&str> = log
@@ -380,6 +413,67 @@ fn istiod_on(cluster: &Cluster, names: &Names, dir: &Path, strategy: &str) {
         .filter(|l| l.contains("dial tcp") && !l.contains("dial tcp 127.0.0.1"))
         .collect();
     assert!(dials.is_empty(), "{strategy}: {}", dials.join("\n"));
+}
+
+/// A waypoint and an `istio`-class Gateway: istiod deploys each from mizzen's templates
+/// (`waypoint`, `kube-gateway` in the injector ConfigMap), with the proxy image of `version`.
+fn gateways(cluster: &Cluster, istio: &str, revision: &str, version: &str) {
+    let ns = format!("gw-{istio}");
+    kubectl(cluster, &["create", "namespace", &ns]);
+    let label = if revision == "default" {
+        String::new()
+    } else {
+        format!(", labels: {{istio.io/rev: {revision}}}")
+    };
+    kubectl_stdin(
+        cluster,
+        &["apply", "-f", "-"],
+        Some(
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: waypoint, namespace: {ns}{label}}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: ingress, namespace: {ns}{label}}}
+spec:
+  gatewayClassName: istio
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+"
+            )
+            .as_bytes(),
+        ),
+    );
+    for (deployment, role) in [("waypoint", "waypoint"), ("ingress-istio", "router")] {
+        let d = until(60, &format!("istiod deploys {ns}/{deployment}"), || {
+            let out = cluster
+                .kubectl()
+                .args(["get", "deployment", deployment, "-n", &ns, "-o", "json"])
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        });
+        let proxy = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(proxy["name"], "istio-proxy", "{deployment}");
+        let image = proxy["image"].as_str().unwrap();
+        assert!(
+            image.contains("/proxyv2:") && image.contains(version.trim_start_matches('v')),
+            "{deployment}: {image}"
+        );
+        let args: Vec<&str> = proxy["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(args.contains(&role), "{deployment}: {args:?}");
+    }
 }
 
 #[test]
