@@ -531,32 +531,10 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: mesh-vie
 subjects: [{kind: ServiceAccount, name: mesh-viewer, namespace: default}]
 ";
     kubectl_stdin(cluster, &["apply", "-f", "-"], Some(rbac.as_bytes()));
-    let token = kubectl(
+    common::account_kubeconfig(
         cluster,
-        &["create", "token", "mesh-viewer", "-n", "default"],
-    );
-    let kc = dir.join("viewer.kubeconfig");
-    std::fs::copy(cluster.kubeconfig_path(), &kc).unwrap();
-    let kc_arg = format!("--kubeconfig={}", kc.display());
-    kubectl(
-        cluster,
-        &[
-            &kc_arg,
-            "config",
-            "set-credentials",
-            "viewer",
-            &format!("--token={}", token.trim()),
-        ],
-    );
-    kubectl(
-        cluster,
-        &[
-            &kc_arg,
-            "config",
-            "set-context",
-            "--current",
-            "--user=viewer",
-        ],
-    );
-    kc
+        "default",
+        "mesh-viewer",
+        &dir.join("viewer.kubeconfig"),
+    )
 }

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Operator, free_port, http_get, install_crds, kubectl, kubectl_stdin, until};
+use common::{
+    Operator, account_kubeconfig, free_port, http_get, install_crds, kubectl, kubectl_stdin, until,
+};
 use mizzen_testcluster::{Cluster, istiod_bin, shared};
 use serde_json::Value;
 
@@ -42,33 +44,6 @@ fn json(cluster: &Cluster, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     serde_json::from_str(&kubectl(cluster, &all)).unwrap()
-}
-
-/// A kubeconfig for `namespace/account`, with a token from the TokenRequest API (what the pod
-/// would get mounted).
-fn account_kubeconfig(cluster: &Cluster, namespace: &str, account: &str, dir: &Path) -> String {
-    let token = kubectl(
-        cluster,
-        &["create", "token", account, "-n", namespace, "--duration=1h"],
-    );
-    let file = dir.join("istiod.kubeconfig");
-    std::fs::copy(cluster.kubeconfig_path(), &file).unwrap();
-    let arg = format!("--kubeconfig={}", file.display());
-    kubectl(
-        cluster,
-        &[
-            &arg,
-            "config",
-            "set-credentials",
-            "istiod",
-            &format!("--token={}", token.trim()),
-        ],
-    );
-    kubectl(
-        cluster,
-        &[&arg, "config", "set-context", "--current", "--user=istiod"],
-    );
-    file.display().to_string()
 }
 
 /// The objects of one revision that the test reads.
@@ -123,7 +98,8 @@ fn start_istiod(cluster: &Cluster, names: &Names, dir: &Path) -> Istiod {
     let networks = dir.join("meshNetworks");
     std::fs::write(&mesh, cm["data"]["mesh"].as_str().unwrap()).unwrap();
     std::fs::write(&networks, cm["data"]["meshNetworks"].as_str().unwrap_or("")).unwrap();
-    let kubeconfig = account_kubeconfig(cluster, namespace, account, dir);
+    let kubeconfig =
+        account_kubeconfig(cluster, namespace, account, &dir.join("istiod.kubeconfig"));
 
     let mut command = Command::new(istiod_bin());
     // The rendered args, with every listener moved to 127.0.0.1.

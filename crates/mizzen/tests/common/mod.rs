@@ -598,3 +598,40 @@ where
         }
     }
 }
+
+/// A copy of the cluster's kubeconfig at `file` that authenticates as the ServiceAccount
+/// `namespace/account`, with a token from the TokenRequest API (what a pod gets mounted).
+pub fn account_kubeconfig(
+    cluster: &Cluster,
+    namespace: &str,
+    account: &str,
+    file: &Path,
+) -> PathBuf {
+    let token = kubectl(
+        cluster,
+        &["create", "token", account, "-n", namespace, "--duration=1h"],
+    );
+    std::fs::copy(cluster.kubeconfig_path(), file).unwrap();
+    let arg = format!("--kubeconfig={}", file.display());
+    kubectl(
+        cluster,
+        &[
+            &arg,
+            "config",
+            "set-credentials",
+            account,
+            &format!("--token={}", token.trim()),
+        ],
+    );
+    kubectl(
+        cluster,
+        &[
+            &arg,
+            "config",
+            "set-context",
+            "--current",
+            &format!("--user={account}"),
+        ],
+    );
+    file.to_path_buf()
+}
