@@ -346,8 +346,7 @@ async fn ztunnel(
     let owner = owner_of(&zt);
     zt.spec.version = step.to.clone();
     let resolved = catalog.resolve(&step.to)?;
-    let target = mizzen_controller::ztunnel::binding(&zt, &mesh.istios)
-        .and_then(|b| mizzen_controller::ztunnel::target(&b, &mesh.istios, &mesh.revisions))
+    let target = mizzen_controller::ztunnel::resolve(&zt, &mesh.istios, &mesh.revisions)
         .map_err(|r| anyhow::anyhow!("{}", r.message))?;
     let objects = mizzen_controller::ztunnel::render(&zt, &target, &resolved, platform)?;
     let drained = drives(mesh, RolloutTargetKind::ZTunnel);

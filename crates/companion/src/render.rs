@@ -177,8 +177,7 @@ pub fn render_file(
         let resolved = catalog
             .resolve_for(Component::ZTunnel, &z.spec.version)
             .map_err(|e| refused(what.clone(), e))?;
-        let target = ztunnel::binding(z, &istios)
-            .and_then(|b| ztunnel::target(&b, &istios, &revisions))
+        let target = ztunnel::resolve(z, &istios, &revisions)
             .map_err(|r| refused(what.clone(), r.message))?;
         let objects =
             ztunnel::render(z, &target, &resolved, platform).map_err(|e| refused(what, e))?;

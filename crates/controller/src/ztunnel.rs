@@ -141,7 +141,7 @@ async fn apply(zt: &ZTunnel, ctx: &Context, revision: &mut Option<String>) -> Ou
         Ok(lists) => lists,
         Err(e) => return e.into(),
     };
-    let target = match binding(zt, &istios).and_then(|b| target(&b, &istios, &revisions)) {
+    let target = match resolve(zt, &istios, &revisions) {
         Ok(t) => t,
         Err(r) => return Outcome::Refused(r.reason, r.message),
     };
@@ -329,6 +329,15 @@ pub fn target(
             })
         }
     }
+}
+
+/// Where `zt` connects (pure): its [`binding`] resolved with [`target`].
+pub fn resolve(
+    zt: &ZTunnel,
+    istios: &[Istio],
+    revisions: &[IstioRevision],
+) -> Result<Target, Refusal> {
+    binding(zt, istios).and_then(|b| target(&b, istios, revisions))
 }
 
 /// Renders ztunnel for `target` (pure). The user's values are completed with the target

@@ -289,18 +289,7 @@ async fn drain_waves_roll_ztunnel_node_by_node() {
         (status(cluster, "zt").await.phase.as_deref() == Some("Complete")).then_some(())
     })
     .await;
-    let strategy = kubectl(
-        cluster,
-        &[
-            "get",
-            "daemonset",
-            "ztunnel",
-            "-n",
-            "ztunnel",
-            "-o",
-            "jsonpath={.spec.updateStrategy.type}",
-        ],
-    );
+    let strategy = ztunnel_update_strategy(cluster);
     assert_eq!(strategy, "OnDelete");
 
     // A patch release in waves of 20 % (6 nodes).
@@ -608,18 +597,7 @@ spec:
             "--timeout=2m",
         ],
     );
-    let strategy = kubectl(
-        cluster,
-        &[
-            "get",
-            "daemonset",
-            "ztunnel",
-            "-n",
-            "ztunnel",
-            "-o",
-            "jsonpath={.spec.updateStrategy.type}",
-        ],
-    );
+    let strategy = ztunnel_update_strategy(cluster);
     assert_eq!(strategy, "RollingUpdate");
     nodes_clean(cluster).await;
     kubectl(cluster, &["label", "node", &node, "rollout-test-"]);
@@ -791,6 +769,22 @@ fn stuck_node(cluster: &Cluster) -> String {
             "app=stuck",
             "-o",
             "jsonpath={.items[0].spec.nodeName}",
+        ],
+    )
+}
+
+/// The ztunnel DaemonSet's `updateStrategy.type`.
+fn ztunnel_update_strategy(cluster: &Cluster) -> String {
+    kubectl(
+        cluster,
+        &[
+            "get",
+            "daemonset",
+            "ztunnel",
+            "-n",
+            "ztunnel",
+            "-o",
+            "jsonpath={.spec.updateStrategy.type}",
         ],
     )
 }
