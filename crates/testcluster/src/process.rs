@@ -342,6 +342,13 @@ mod tests {
                 ("b".to_owned(), b.child.id())
             ]
         );
+        // Right after spawn the kernel may not have set up the new program's arguments yet
+        // (`/proc/<pid>/cmdline` reads empty for a moment after exec starts); a process that
+        // is running `tail` on the state directory must be recognised within a second.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !is_ours(a.child.id(), &dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(is_ours(a.child.id(), &dir));
         assert!(!is_ours(std::process::id(), &dir));
         for c in [&mut a, &mut b] {
