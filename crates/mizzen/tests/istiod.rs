@@ -24,6 +24,8 @@ use serde_json::Value;
 struct Istiod {
     child: Child,
     http: u16,
+    /// The webhook server (injection and validation), TLS with istiod's own certificate.
+    https: u16,
     log: std::path::PathBuf,
 }
 
@@ -104,6 +106,7 @@ fn start_istiod(cluster: &Cluster, names: &Names, dir: &Path) -> Istiod {
     let mut command = Command::new(istiod_bin());
     // The rendered args, with every listener moved to 127.0.0.1.
     let http = free_port();
+    let https = free_port();
     for arg in container["args"].as_array().unwrap() {
         let arg = arg.as_str().unwrap();
         if !arg.starts_with("--monitoringAddr") {
@@ -116,7 +119,7 @@ fn start_istiod(cluster: &Cluster, names: &Names, dir: &Path) -> Istiod {
         .arg(format!("--httpAddr=127.0.0.1:{http}"))
         .arg(format!("--grpcAddr=127.0.0.1:{}", free_port()))
         .arg(format!("--secureGRPCAddr=127.0.0.1:{}", free_port()))
-        .arg(format!("--httpsAddr=127.0.0.1:{}", free_port()))
+        .arg(format!("--httpsAddr=127.0.0.1:{https}"))
         .arg(format!("--monitoringAddr=127.0.0.1:{}", free_port()))
         .arg("--ctrlz_address=127.0.0.1")
         .arg(format!("--ctrlz_port={}", free_port()));
@@ -143,7 +146,12 @@ fn start_istiod(cluster: &Cluster, names: &Names, dir: &Path) -> Istiod {
         ))
         .spawn()
         .unwrap();
-    Istiod { child, http, log }
+    Istiod {
+        child,
+        http,
+        https,
+        log,
+    }
 }
 
 /// The remote addresses of `pid`'s TCP sockets that are not listening (from `/proc`): every
@@ -280,6 +288,13 @@ spec: {{namespace: {namespace}, version: {version}, profile: ambient, updateStra
         );
         let istiod = istiod_on(cluster, &Names::of(&revision, namespace), &phase, strategy);
         gateways(cluster, istio, &revision, &version.to_string());
+        injection(
+            cluster,
+            &istiod,
+            &Names::of(&revision, namespace),
+            &phase,
+            &version.to_string(),
+        );
         log_is_clean(&istiod, strategy);
         drop(istiod);
         kubectl(cluster, &["delete", "istio", istio, "--wait=false"]);
@@ -450,6 +465,348 @@ spec:
             .collect();
         assert!(args.contains(&role), "{deployment}: {args:?}");
     }
+}
+
+/// Asks istiod's injection webhook (as the API server would, with an AdmissionReview) to
+/// inject `pod` in namespace `ns`, over TLS verified with the `caBundle` istiod wrote into
+/// the revision's injector webhook; returns the pod with istiod's JSON patch applied.
+fn inject(
+    cluster: &Cluster,
+    istiod: &Istiod,
+    names: &Names,
+    dir: &Path,
+    ns: &str,
+    pod: &Value,
+) -> Value {
+    let hook = json(
+        cluster,
+        &["get", "mutatingwebhookconfiguration", &names.injector],
+    );
+    let config = &hook["webhooks"][0]["clientConfig"];
+    let ca = dir.join("injector-ca.pem");
+    std::fs::write(
+        &ca,
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            config["caBundle"].as_str().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let service = &config["service"];
+    let host = format!(
+        "{}.{}.svc",
+        service["name"].as_str().unwrap(),
+        service["namespace"].as_str().unwrap()
+    );
+    let path = service["path"].as_str().unwrap_or("/inject");
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "00000000-0000-0000-0000-000000000001",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": ns,
+            "operation": "CREATE",
+            "userInfo": {"username": "test"},
+            "object": pod,
+        },
+    });
+    // The service's name resolves to istiod's loopback listener, for this request only.
+    let out = Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+        ])
+        .args(["--cacert", ca.to_str().unwrap()])
+        .args(["--resolve", &format!("{host}:{}:127.0.0.1", istiod.https)])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!("https://{host}:{}{path}", istiod.https))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(review.to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "injection request: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let response = &answer["response"];
+    assert_eq!(response["allowed"], true, "{answer}");
+    assert!(
+        response["result"]["message"].is_null(),
+        "istiod could not inject: {}\nlog:\n{}",
+        response["result"]["message"],
+        istiod.log()
+    );
+    let patch = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        response["patch"].as_str().expect("a patch"),
+    )
+    .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut injected = pod.clone();
+    json_patch::patch(&mut injected, &patch).unwrap();
+    injected
+}
+
+/// The container named `name` among the pod's containers and init containers.
+fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| pod["spec"][list].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in {pod}"))
+}
+
+fn env_of<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The API server accepts the injected pod (schema and validation; nothing is stored).
+fn valid_on_the_api_server(cluster: &Cluster, pod: &Value, what: &str) {
+    let mut pod = pod.clone();
+    pod["apiVersion"] = "v1".into();
+    pod["kind"] = "Pod".into();
+    let out = cluster
+        .kubectl()
+        .args(["create", "--dry-run=server", "-o", "name", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(pod.to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: the API server refuses the injected pod: {}\n{pod:#}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every pod template of mizzen's injector ConfigMap, rendered by istiod's injection
+/// webhook for a pod that asks for it: `sidecar` (the default; with per-pod annotations),
+/// `gateway`, `grpc-agent` and `grpc-simple`. The injected pods must pass the API server's
+/// validation and carry what the templates promise.
+fn injection(cluster: &Cluster, istiod: &Istiod, names: &Names, dir: &Path, version: &str) {
+    let ns = format!("app-{}", names.namespace);
+    kubectl(cluster, &["create", "namespace", &ns]);
+    let tag = version.trim_start_matches('v');
+    let pod = |name: &str, annotations: Value, image: &str| {
+        serde_json::json!({
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {"app": name, "version": "v1"},
+                "annotations": annotations,
+            },
+            "spec": {
+                "serviceAccountName": "default",
+                "containers": [{
+                    "name": if image == "auto" { "istio-proxy" } else { "app" },
+                    "image": image,
+                    "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                    "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
+                }],
+            },
+        })
+    };
+
+    // sidecar, with two per-pod annotations that change it.
+    let injected = inject(
+        cluster,
+        istiod,
+        names,
+        dir,
+        &ns,
+        &pod(
+            "web",
+            serde_json::json!({
+                "sidecar.istio.io/proxyCPU": "250m",
+                "traffic.sidecar.istio.io/excludeOutboundPorts": "5432",
+            }),
+            "registry.invalid/web:1",
+        ),
+    );
+    valid_on_the_api_server(cluster, &injected, "sidecar");
+    let meta = &injected["metadata"];
+    assert_eq!(meta["labels"]["security.istio.io/tlsMode"], "istio");
+    assert_eq!(meta["labels"]["service.istio.io/canonical-name"], "web");
+    assert_eq!(meta["labels"]["service.istio.io/canonical-revision"], "v1");
+    assert_eq!(
+        meta["annotations"]["kubectl.kubernetes.io/default-container"],
+        "app"
+    );
+    assert!(
+        meta["annotations"]["sidecar.istio.io/status"].is_string(),
+        "{meta}"
+    );
+    let init = container(&injected, "istio-init");
+    let args = strings(&init["args"]);
+    assert_eq!(args[0], "istio-iptables", "{args:?}");
+    for pair in [
+        ["-p", "15001"],
+        ["-z", "15006"],
+        ["-u", "1337"],
+        ["-m", "REDIRECT"],
+        ["-o", "5432"],
+    ] {
+        assert!(args.windows(2).any(|w| w == pair), "{pair:?} in {args:?}");
+    }
+    assert!(strings(&init["securityContext"]["capabilities"]["add"]).contains(&"NET_ADMIN"));
+    let proxy = container(&injected, "istio-proxy");
+    let image = proxy["image"].as_str().unwrap();
+    assert!(
+        image.contains("/proxyv2:") && image.contains(tag),
+        "{image}"
+    );
+    assert_eq!(strings(&proxy["args"])[..2], ["proxy", "sidecar"]);
+    assert_eq!(proxy["resources"]["requests"]["cpu"], "250m", "{proxy}");
+    assert!(
+        proxy["resources"]["limits"].is_null(),
+        "annotations replace the defaults"
+    );
+    let istiod_host = format!("{}.{}.svc:15012", names.deployment, names.namespace);
+    assert_eq!(env_of(proxy, "CA_ADDR"), Some(istiod_host.as_str()));
+    assert_eq!(env_of(proxy, "ISTIO_META_APP_CONTAINERS"), Some("app"));
+    assert!(
+        env_of(proxy, "ISTIO_META_POD_PORTS")
+            .unwrap()
+            .contains("8080")
+    );
+    assert_eq!(proxy["readinessProbe"]["httpGet"]["port"], 15021);
+    assert_eq!(proxy["securityContext"]["runAsUser"], 1337);
+    let volumes: Vec<&str> = injected["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for v in [
+        "istio-envoy",
+        "istio-token",
+        "istiod-ca-cert",
+        "istio-podinfo",
+        "workload-socket",
+    ] {
+        assert!(volumes.contains(&v), "{v} in {volumes:?}");
+    }
+    if proxy["restartPolicy"] == "Always" {
+        eprintln!("sidecar injected as a native sidecar");
+    }
+
+    // gateway: a Deployment-style pod whose istio-proxy says `image: auto`.
+    let injected = inject(
+        cluster,
+        istiod,
+        names,
+        dir,
+        &ns,
+        &pod(
+            "ingress",
+            serde_json::json!({"inject.istio.io/templates": "gateway"}),
+            "auto",
+        ),
+    );
+    valid_on_the_api_server(cluster, &injected, "gateway");
+    let proxy = container(&injected, "istio-proxy");
+    assert!(
+        proxy["image"].as_str().unwrap().contains("/proxyv2:"),
+        "{proxy}"
+    );
+    assert_eq!(strings(&proxy["args"])[..2], ["proxy", "router"]);
+    assert_eq!(
+        injected["spec"]["securityContext"]["sysctls"][0]["name"],
+        "net.ipv4.ip_unprivileged_port_start"
+    );
+    assert!(
+        injected["spec"]["initContainers"].is_null(),
+        "a gateway has no init container"
+    );
+
+    // grpc-agent: the agent without Envoy; the application reads its bootstrap.
+    let injected = inject(
+        cluster,
+        istiod,
+        names,
+        dir,
+        &ns,
+        &pod(
+            "grpc",
+            serde_json::json!({"inject.istio.io/templates": "grpc-agent"}),
+            "registry.invalid/grpc:1",
+        ),
+    );
+    valid_on_the_api_server(cluster, &injected, "grpc-agent");
+    assert_eq!(
+        env_of(container(&injected, "istio-proxy"), "DISABLE_ENVOY"),
+        Some("true")
+    );
+    assert_eq!(
+        env_of(container(&injected, "app"), "GRPC_XDS_BOOTSTRAP"),
+        Some("/etc/istio/proxy/grpc-bootstrap.json")
+    );
+
+    // grpc-simple: a bootstrap file pointing at this revision's istiod.
+    let injected = inject(
+        cluster,
+        istiod,
+        names,
+        dir,
+        &ns,
+        &pod(
+            "simple",
+            serde_json::json!({"inject.istio.io/templates": "grpc-simple"}),
+            "registry.invalid/simple:1",
+        ),
+    );
+    valid_on_the_api_server(cluster, &injected, "grpc-simple");
+    let init = container(&injected, "grpc-bootstrap-init");
+    let server = format!("{}.{}.svc:15010", names.deployment, names.namespace);
+    assert_eq!(env_of(init, "XDS_SERVER"), Some(server.as_str()));
+    assert!(env_of(container(&injected, "app"), "GRPC_XDS_BOOTSTRAP").is_some());
 }
 
 #[test]

@@ -691,10 +691,22 @@ fn injector_config_carries_gateway_templates() {
     let config: Value =
         serde_saphyr::from_str(cm.pointer("/data/config").unwrap().as_str().unwrap()).unwrap();
     let templates = config["templates"].as_object().unwrap();
+    for name in [
+        "waypoint",
+        "kube-gateway",
+        "sidecar",
+        "gateway",
+        "grpc-agent",
+        "grpc-simple",
+        "custom",
+    ] {
+        assert!(templates.contains_key(name), "{name}");
+    }
     assert!(
-        templates.contains_key("waypoint")
-            && templates.contains_key("kube-gateway")
-            && templates.contains_key("custom")
+        templates["sidecar"]
+            .as_str()
+            .unwrap()
+            .contains("istiod-canary.istio-system.svc:15012")
     );
     assert!(
         templates["waypoint"]
@@ -709,7 +721,7 @@ fn injector_config_carries_gateway_templates() {
             .contains("terminationGracePeriodSeconds: 30")
     );
     assert_eq!(config["defaultTemplates"], json!(["sidecar"]));
-    assert_eq!(config["policy"], "disabled");
+    assert_eq!(config["policy"], "enabled");
     let values: Value =
         serde_json::from_str(cm.pointer("/data/values").unwrap().as_str().unwrap()).unwrap();
     assert_eq!(values["revision"], "canary");
@@ -728,11 +740,44 @@ fn injector_config_carries_gateway_templates() {
     let config: Value =
         serde_saphyr::from_str(cm.pointer("/data/config").unwrap().as_str().unwrap()).unwrap();
     assert_eq!(config["policy"], "enabled");
+    assert_eq!(
+        config["templates"]["sidecar"], "x",
+        "the user's template wins"
+    );
     assert!(
         config["templates"]["waypoint"]
             .as_str()
             .unwrap()
             .contains("terminationGracePeriodSeconds: 2\n")
+    );
+
+    // `global.proxy.autoInject` sets the policy.
+    let off = json!({"global": {"proxy": {"autoInject": "disabled"}}});
+    let cm = find(
+        &render("v1.28.3", "default", Some(off)),
+        "ConfigMap",
+        "istio-sidecar-injector",
+    )
+    .clone();
+    let config: Value =
+        serde_saphyr::from_str(cm.pointer("/data/config").unwrap().as_str().unwrap()).unwrap();
+    assert_eq!(config["policy"], "disabled");
+
+    // A default template nobody defined is refused, naming the key and what exists.
+    let bad = json!({"sidecarInjectorWebhook": {"defaultTemplates": ["sidecar", "spire"]}});
+    let err = render_revision(&revision(
+        "v1.28.3",
+        "default",
+        Platform::Kubernetes,
+        Some(bad),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("sidecarInjectorWebhook.defaultTemplates")
+            && err.contains("\"spire\"")
+            && err.contains("grpc-agent"),
+        "{err}"
     );
 }
 
@@ -749,13 +794,27 @@ fn openshift_differences() {
     let cm = find(&objects, "ConfigMap", "istio-sidecar-injector");
     let values: Value =
         serde_json::from_str(cm.pointer("/data/values").unwrap().as_str().unwrap()).unwrap();
-    assert_eq!(
-        values["pilot"]["cni"],
-        json!({"enabled": true, "provider": "multus"})
-    );
+    assert_eq!(values["pilot"]["cni"]["enabled"], true);
+    assert_eq!(values["pilot"]["cni"]["provider"], "multus");
     assert_eq!(values["global"]["platform"], "openshift");
-    let config = cm.pointer("/data/config").unwrap().as_str().unwrap();
-    assert!(!config.contains("runAsUser"));
+    let config: Value =
+        serde_saphyr::from_str(cm.pointer("/data/config").unwrap().as_str().unwrap()).unwrap();
+    // Gateways leave user and group to the SCC; injected pods get the namespace's UID,
+    // which istiod reads from the SCC's annotation (`.ProxyUID`).
+    for gateway in ["waypoint", "kube-gateway"] {
+        assert!(
+            !config["templates"][gateway]
+                .as_str()
+                .unwrap()
+                .contains("runAsUser")
+        );
+    }
+    assert!(
+        config["templates"]["sidecar"]
+            .as_str()
+            .unwrap()
+            .contains(".ProxyUID")
+    );
     assert!(container(d)["securityContext"].get("runAsUser").is_none());
 
     let user = json!({"pilot": {"trustedZtunnelNamespace": "ztunnel"}});

@@ -9,6 +9,7 @@ use mizzen_catalog::ImageRef;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::injection;
 use super::templates::{self, TemplateParams};
 use super::{InjectorSettings, Revision};
 use crate::json::{canonical, get, merge, set};
@@ -210,42 +211,60 @@ impl Revision<'_> {
                 2
             },
         };
+        let istiod_address = self.names.istiod_address();
+        let pods = injection::PodTemplateParams {
+            istiod_address: &istiod_address,
+            cluster_domain: &params.cluster_domain,
+            minor: self.version().minor,
+        };
         let mut templates = templates::gateway_templates(&params);
+        templates.extend(
+            injection::pod_templates(&pods)
+                .into_iter()
+                .map(|(name, text)| (name.to_owned(), text)),
+        );
+        // The user's templates replace built-in ones of the same name.
         templates.extend(settings.templates.clone().unwrap_or_default());
         let default_templates = settings
             .default_templates
             .clone()
             .unwrap_or_else(|| vec!["sidecar".to_owned()]);
+        // A default template nobody wrote would fail the injection of every pod.
+        if let Some(missing) = default_templates
+            .iter()
+            .find(|t| !templates.contains_key(t.as_str()))
+        {
+            return Err(RenderError::value(
+                "sidecarInjectorWebhook.defaultTemplates",
+                format!(
+                    "names the template {missing:?}, which neither mizzen nor \
+                     sidecarInjectorWebhook.templates defines (defined: {})",
+                    templates.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
         Ok(json!({
             "defaultTemplates": default_templates,
-            "policy": self.injection_policy(&default_templates, &templates),
+            "policy": self.injection_policy(),
             "alwaysInjectSelector": settings.always_inject_selector.unwrap_or_default(),
             "neverInjectSelector": settings.never_inject_selector.unwrap_or_default(),
             "injectedAnnotations": settings.injected_annotations.unwrap_or_default(),
+            // As upstream: an istiod too old for `templates` fails loudly on this one.
+            "template": "{{ Template_Version_And_Istio_Version_Mismatched_Check_Installation }}",
             "templates": templates,
         }))
     }
 
-    /// `global.proxy.autoInject` when set; otherwise `enabled` only if every default
-    /// template exists. mizzen ships no sidecar template, so without one from the user
-    /// nothing is injected by default (pods in labelled namespaces start unchanged).
-    fn injection_policy(
-        &self,
-        defaults: &[String],
-        templates: &BTreeMap<String, String>,
-    ) -> String {
-        let set = self
-            .global
+    /// `global.proxy.autoInject` (`enabled` by default, as upstream).
+    fn injection_policy(&self) -> String {
+        self.global
             .proxy
             .as_ref()
             .and_then(|p| p.get("autoInject"))
             .and_then(Value::as_str)
-            .filter(|p| !p.is_empty());
-        match set {
-            Some(policy) => policy.to_owned(),
-            None if defaults.iter().all(|t| templates.contains_key(t)) => "enabled".into(),
-            None => "disabled".into(),
-        }
+            .filter(|p| !p.is_empty())
+            .unwrap_or("enabled")
+            .to_owned()
     }
 }
 

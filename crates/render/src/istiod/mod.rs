@@ -4,6 +4,7 @@
 
 mod config;
 mod deployment;
+mod injection;
 mod rbac;
 mod templates;
 

@@ -53,20 +53,45 @@ pub(crate) fn at_least(version: &Version, minor: u32) -> bool {
 /// The built-in defaults of a component at an Istio minor.
 pub(crate) fn defaults(component: Component, version: &Version) -> Value {
     match component {
-        Component::Istiod => istiod_defaults(),
+        Component::Istiod => istiod_defaults(version),
         Component::Cni => cni_defaults(version),
         Component::ZTunnel => ztunnel_defaults(),
     }
 }
 
-fn istiod_defaults() -> Value {
-    json!({
+fn istiod_defaults(version: &Version) -> Value {
+    let mut values = json!({
         "global": {
             "istioNamespace": "istio-system",
             "configValidation": true,
             "defaultPodDisruptionBudget": {"enabled": true},
             "logging": {"level": LOG_LEVEL},
-            "proxy": {"clusterDomain": "cluster.local"},
+            "proxy": proxy_defaults(),
+            "proxy_init": {"image": "proxyv2", "forceApplyIptables": false},
+            "waypoint": {"resources": {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "2", "memory": "1Gi"},
+            }},
+            "defaultResources": {"requests": {"cpu": "10m"}},
+            "pilotCertProvider": "istiod",
+            "sds": {"token": {"aud": "istio-ca"}},
+            "sts": {"servicePort": 0},
+            "caAddress": "",
+            "caName": "",
+            "configCluster": false,
+            "externalIstiod": false,
+            "imagePullPolicy": "",
+            "istiod": {"enableAnalysis": false},
+            "logAsJson": false,
+            "meshID": "",
+            "mountMtlsCerts": false,
+            "multiCluster": {"clusterName": ""},
+            "network": "",
+            "omitSidecarInjectorConfigMap": false,
+            "operatorManageWebhooks": false,
+            "priorityClassName": "",
+            "remotePilotAddress": "",
+            "variant": "",
         },
         "pilot": {
             "autoscaleEnabled": true,
@@ -79,11 +104,56 @@ fn istiod_defaults() -> Value {
             "resources": {"requests": {"cpu": "500m", "memory": "2048Mi"}},
             "keepaliveMaxServerConnectionAge": "30m",
             "traceSampling": 1.0,
+            "cni": {"enabled": false, "provider": "default"},
         },
         "pdb": {"minAvailable": 1},
         "meshConfig": {"enablePrometheusMerge": true},
-        "sidecarInjectorWebhook": {"enableNamespacesByDefault": false, "reinvocationPolicy": "Never"},
+        "sidecarInjectorWebhook": {
+            "enableNamespacesByDefault": false,
+            "reinvocationPolicy": "Never",
+            "rewriteAppHTTPProbe": true,
+        },
         "telemetry": {"enabled": true, "v2": {"enabled": true, "prometheus": {"enabled": true}}},
+    });
+    let global = &mut values["global"];
+    if at_least(version, 27) {
+        global["nativeNftables"] = json!(false);
+    } else {
+        global["multiCluster"]["enabled"] = json!(false);
+    }
+    if at_least(version, 28) {
+        global["networkPolicy"] = json!({"enabled": false});
+        global["resourceScope"] = json!("all");
+    }
+    values
+}
+
+/// `global.proxy`: what injected sidecars and gateways get unless a pod's annotations say
+/// otherwise (istiod's injection templates read these through the injector's `values`).
+fn proxy_defaults() -> Value {
+    json!({
+        "clusterDomain": "cluster.local",
+        "autoInject": "enabled",
+        "logLevel": "warning",
+        "componentLogLevel": "misc:error",
+        "includeIPRanges": "*",
+        "excludeIPRanges": "",
+        "includeInboundPorts": "*",
+        "excludeInboundPorts": "",
+        "includeOutboundPorts": "",
+        "excludeOutboundPorts": "",
+        "outlierLogPath": "",
+        "privileged": false,
+        "statusPort": 15020,
+        "readinessInitialDelaySeconds": 0,
+        "readinessPeriodSeconds": 15,
+        "readinessFailureThreshold": 4,
+        "startupProbe": {"enabled": true, "failureThreshold": 600},
+        "tracer": "none",
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "2000m", "memory": "1024Mi"},
+        },
     })
 }
 
@@ -349,7 +419,10 @@ fn ambient_profile(component: Component, version: &Version) -> Value {
             json!({
                 "profile": "ambient",
                 "global": {"variant": "distroless"},
-                "pilot": {"env": {"PILOT_ENABLE_AMBIENT": "true"}},
+                "pilot": {
+                    "env": {"PILOT_ENABLE_AMBIENT": "true"},
+                    "cni": {"ambient": {"enabled": true}},
+                },
                 "meshConfig": mesh,
             })
         }
