@@ -205,7 +205,10 @@ fn platform_and_profiles() {
     .unwrap();
     assert_eq!(v["global"]["platform"], "gcp");
     // Not OpenShift's multus settings: the defaults (istio-cni off for sidecars).
-    assert_eq!(v["pilot"]["cni"], json!({"enabled": false, "provider": "default"}));
+    assert_eq!(
+        v["pilot"]["cni"],
+        json!({"enabled": false, "provider": "default"})
+    );
     for profile in ["demo", "preview", "remote", "stable"] {
         let v = istio(
             "v1.27.3",

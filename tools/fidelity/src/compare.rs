@@ -257,6 +257,10 @@ pub struct Allowed {
     /// Field path glob; absent: the whole object (also when it exists on one side only).
     #[serde(default)]
     pub path: Option<String>,
+    /// Only where both sides have the field (values differ): a field one side lacks is still
+    /// reported.
+    #[serde(default)]
+    pub both_sides: bool,
     /// Why the difference is deliberate (README "Differences from upstream" or DESIGN.md).
     pub reason: String,
 }
@@ -303,7 +307,17 @@ impl AllowList {
                 wildcard(&a.object, object)
                     && match (&a.path, d) {
                         (None, _) => true,
-                        (Some(p), Difference::Field { path, .. }) => wildcard(p, path),
+                        (
+                            Some(p),
+                            Difference::Field {
+                                path,
+                                upstream,
+                                mizzen,
+                            },
+                        ) => {
+                            wildcard(p, path)
+                                && (!a.both_sides || (upstream.is_some() && mizzen.is_some()))
+                        }
                         (Some(_), Difference::Object { .. }) => false,
                     }
             })
@@ -546,5 +560,19 @@ mod tests {
             text,
             "Deployment/istio-system/istiod\n  ~ spec.template.spec.containers[discovery].env[A].value: upstream \"1\" | mizzen \"2\"\n"
         );
+
+        // `both_sides`: a changed value is explained, a missing one is not.
+        let allow = AllowList::from_yaml(
+            "- {object: 'Deployment/*', path: '*.env[*].value', both_sides: true, reason: ours}\n",
+        )
+        .unwrap();
+        let up = deployment(json!([{"name": "A", "value": "1"}]), json!({}));
+        let mz = deployment(
+            json!([{"name": "A", "value": "2"}, {"name": "D", "value": "4"}]),
+            json!({}),
+        );
+        let (summary, text) = render_report(&compare(&[up], &[mz]), &allow);
+        assert_eq!((summary.fields, summary.allowed), (2, 1), "{text}");
+        assert!(text.contains("env[D]"), "{text}");
     }
 }

@@ -173,7 +173,7 @@ const RESOURCES: &str = r#"{{- $a := .ObjectMeta.Annotations }}
 {{- end }}
 {{- end }}
 {{- else if .Values.global.proxy.resources }}
-    resources: {{ toJSON (@OMIT_NIL@.Values.global.proxy.resources) }}
+    resources: {{ toJson (@OMIT_NIL@.Values.global.proxy.resources) }}
 {{- end }}"#;
 
 /// Mounts of the proxy (the pod's `sidecar.istio.io/userVolumeMount` included).
@@ -201,7 +201,7 @@ const PROXY_MOUNTS: &str = r#"    volumeMounts:
     - {name: istio-podinfo, mountPath: /etc/istio/pod}
 {{- if isset .ObjectMeta.Annotations `sidecar.istio.io/userVolumeMount` }}
 {{- range $name, $mount := fromJSON (index .ObjectMeta.Annotations `sidecar.istio.io/userVolumeMount`) }}
-    - {{ toJSON (merge (dict "name" $name) $mount) }}
+    - {{ toJson (merge (dict "name" $name) $mount) }}
 {{- end }}
 {{- end }}"#;
 
@@ -245,7 +245,7 @@ const POD_VOLUMES: &str = r#"  volumes:
 {{- end }}
 {{- if isset .ObjectMeta.Annotations `sidecar.istio.io/userVolume` }}
 {{- range $name, $volume := fromJSON (index .ObjectMeta.Annotations `sidecar.istio.io/userVolume`) }}
-  - {{ toJSON (merge (dict "name" $name) $volume) }}
+  - {{ toJson (merge (dict "name" $name) $volume) }}
 {{- end }}
 {{- end }}
 {{- with .Values.global.imagePullSecrets }}
@@ -264,7 +264,7 @@ const READINESS: &str = r#"    readinessProbe:
       failureThreshold: {{ annotation .ObjectMeta `readiness.status.sidecar.istio.io/failureThreshold` .Values.global.proxy.readinessFailureThreshold }}"#;
 
 const SECCOMP: &str = r#"{{- with .Values.global.proxy.seccompProfile }}
-      seccompProfile: {{ toJSON . }}
+      seccompProfile: {{ toJson . }}
 {{- end }}"#;
 
 /// `sidecar`: labels and annotations, the traffic-redirecting init container (or, with
@@ -417,7 +417,7 @@ spec:
     - --outlierLogPath={{ . }}
 {{- end }}
 {{- if .Values.global.proxy.lifecycle }}
-    lifecycle: {{ toJSON .Values.global.proxy.lifecycle }}
+    lifecycle: {{ toJson .Values.global.proxy.lifecycle }}
 {{- else if $hold }}
     lifecycle:
       postStart: {exec: {command: [pilot-agent, wait]}}
@@ -455,7 +455,7 @@ spec:
 {{- if $tproxy }}{{ $add = append $add "NET_ADMIN" }}{{ end }}
 {{- if $bind }}{{ $add = append $add "NET_BIND_SERVICE" }}{{ end }}
 {{- if $add }}
-      capabilities: {add: {{ toJSON $add }}, drop: [ALL]}
+      capabilities: {add: {{ toJson $add }}, drop: [ALL]}
       runAsNonRoot: false
       runAsUser: 0
       runAsGroup: 1337
@@ -483,7 +483,7 @@ metadata:
 @REVISION_ANNOTATIONS@
 spec:
 {{- with .Values.gateways.securityContext }}
-  securityContext: {{ toJSON . }}
+  securityContext: {{ toJson . }}
 {{- else }}
   securityContext:
     sysctls:
@@ -499,7 +499,7 @@ spec:
     - router
 @AGENT_ARGS@
 {{- with .Values.global.proxy.lifecycle }}
-    lifecycle: {{ toJSON . }}
+    lifecycle: {{ toJson . }}
 {{- end }}
     securityContext:
       runAsUser: {{ .ProxyUID | default "1337" }}
