@@ -421,11 +421,22 @@ fn gateways(cluster: &Cluster, istio: &str, revision: &str, version: &str) {
         &["apply", "-f", "-"],
         Some(
             format!(
-                "apiVersion: gateway.networking.k8s.io/v1
+                "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: waypoint-options, namespace: {ns}}}
+data:
+  horizontalPodAutoscaler: |
+    spec: {{minReplicas: 2, maxReplicas: 3}}
+  podDisruptionBudget: |
+    spec: {{minAvailable: 1}}
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: waypoint, namespace: {ns}{label}}}
 spec:
   gatewayClassName: istio-waypoint
+  infrastructure:
+    parametersRef: {{group: \"\", kind: ConfigMap, name: waypoint-options}}
   listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
@@ -464,7 +475,54 @@ spec:
             .filter_map(Value::as_str)
             .collect();
         assert!(args.contains(&role), "{deployment}: {args:?}");
+        // Resources: a waypoint's from global.waypoint.resources, a gateway's from
+        // global.proxy.resources (upstream's defaults: the same amounts once the API server
+        // has normalised 2000m and 1024Mi).
+        assert_eq!(proxy["resources"]["limits"]["cpu"], "2", "{deployment}");
+        assert_eq!(
+            proxy["resources"]["limits"]["memory"], "1Gi",
+            "{deployment}"
+        );
+        assert_eq!(
+            proxy["resources"]["requests"]["cpu"], "100m",
+            "{deployment}"
+        );
+        assert_eq!(
+            proxy["startupProbe"]["httpGet"]["port"], 15021,
+            "{deployment}"
+        );
+        let pod = &d["spec"]["template"]["spec"];
+        let sysctl = &pod["securityContext"]["sysctls"][0]["name"];
+        if role == "router" {
+            assert_eq!(
+                sysctl, "net.ipv4.ip_unprivileged_port_start",
+                "{deployment}"
+            );
+        } else {
+            assert!(sysctl.is_null(), "{deployment}");
+        }
     }
+    // The autoscaler and disruption budget of the waypoint's options ConfigMap, applied
+    // through the template's HorizontalPodAutoscaler and PodDisruptionBudget.
+    let hpa = until(60, "istiod creates the waypoint's autoscaler", || {
+        let out = cluster
+            .kubectl()
+            .args(["get", "hpa", "waypoint", "-n", &ns, "-o", "json"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    });
+    assert_eq!(hpa["spec"]["minReplicas"], 2);
+    assert_eq!(hpa["spec"]["maxReplicas"], 3);
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "waypoint");
+    let pdb = json(cluster, &["get", "pdb", "waypoint", "-n", &ns]);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["gateway.networking.k8s.io/gateway-name"],
+        "waypoint"
+    );
 }
 
 /// Asks istiod's injection webhook (as the API server would, with an AdmissionReview) to

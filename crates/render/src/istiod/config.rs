@@ -210,6 +210,7 @@ impl Revision<'_> {
             } else {
                 2
             },
+            minor: self.version().minor,
         };
         let istiod_address = self.names.istiod_address();
         let pods = injection::PodTemplateParams {

@@ -24,6 +24,8 @@ pub(crate) struct TemplateParams {
     pub cluster_domain: String,
     pub openshift: bool,
     pub grace_seconds: u32,
+    /// The Istio minor (`1.<minor>`): `.GatewayClass` exists from 1.28, `omitNil` from 1.27.
+    pub minor: u32,
 }
 
 /// The two gateway templates, by name.
@@ -61,8 +63,17 @@ impl Kind {
 /// Labels every generated object carries.
 const OBJECT_LABELS: &str = r#"    gateway.istio.io/managed: @CONTROLLER@
     "{{ .GatewayNameLabel }}": "{{ .Name }}"
+@CLASS_LABEL@
 {{- range $key, $value := .InfrastructureLabels }}
     "{{ $key }}": {{ printf "%q" $value }}
+{{- end }}"#;
+
+/// The Gateway's infrastructure annotations, without istiod's own bookkeeping ones.
+const OBJECT_ANNOTATIONS: &str = r#"  annotations:
+{{- range $key, $value := .InfrastructureAnnotations }}
+{{- if not (has $key (list "kubectl.kubernetes.io/last-applied-configuration" "gateway.istio.io/name-override" "gateway.istio.io/service-account" "gateway.istio.io/controller-version")) }}
+    "{{ $key }}": {{ printf "%q" $value }}
+{{- end }}
 {{- end }}"#;
 
 /// The owner reference to the Gateway, so that deleting it removes everything.
@@ -89,10 +100,7 @@ metadata:
   namespace: "{{ .Namespace }}"
   labels:
 @LABELS@
-  annotations:
-{{- range $key, $value := .InfrastructureAnnotations }}
-    "{{ $key }}": {{ printf "%q" $value }}
-{{- end }}
+@ANNOTATIONS@
 @OWNER@
 spec:
   selector:
@@ -118,6 +126,7 @@ spec:
     spec:
       serviceAccountName: "{{ .ServiceAccount }}"
       terminationGracePeriodSeconds: @GRACE@
+@POD_EXTRAS@
       containers:
       - name: istio-proxy
         image: "{{ .ProxyImage }}"
@@ -159,13 +168,44 @@ spec:
           value: "{{ .DeploymentName }}"
         - name: ISTIO_META_OWNER
           value: "kubernetes://apis/apps/v1/namespaces/{{ .Namespace }}/deployments/{{ .DeploymentName }}"
+        - name: ISTIO_META_INTERCEPTION_MODE
+          value: REDIRECT
+{{- with index .InfrastructureLabels "topology.istio.io/network" | default .Values.global.network }}
+        - name: ISTIO_META_NETWORK
+          value: {{ quote . }}
+{{- end }}
+{{- $trustDomain := .MeshConfig.TrustDomain | default .Values.global.trustDomain }}
+{{- with .Values.global.meshID | default $trustDomain }}
+        - name: ISTIO_META_MESH_ID
+          value: {{ quote . }}
+{{- end }}
+{{- with $trustDomain }}
+        - name: TRUST_DOMAIN
+          value: {{ quote . }}
+{{- end }}
+{{- range $name, $value := .ProxyConfig.ProxyMetadata }}
+        - name: {{ $name }}
+          value: {{ quote $value }}
+{{- end }}
+{{- with @RESOURCES_VALUE@ }}
+        resources: {{ toJson (@OMIT_NIL@.) }}
+{{- end }}
         ports:
+        - name: metrics
+          containerPort: 15020
+          protocol: TCP
         - name: status-port
           containerPort: 15021
           protocol: TCP
         - name: http-envoy-prom
           containerPort: 15090
           protocol: TCP
+        startupProbe:
+          httpGet: {path: /healthz/ready, port: 15021}
+          initialDelaySeconds: 1
+          periodSeconds: 1
+          timeoutSeconds: 1
+          failureThreshold: 30
         readinessProbe:
           httpGet: {path: /healthz/ready, port: 15021}
           periodSeconds: 15
@@ -177,6 +217,9 @@ spec:
           runAsNonRoot: true
           capabilities: {drop: [ALL]}
 @RUN_AS@
+{{- with .Values.gateways.seccompProfile }}
+          seccompProfile: {{ toJson . }}
+{{- end }}
         volumeMounts:
         - {name: istio-envoy, mountPath: /etc/istio/proxy}
         - {name: istio-data, mountPath: /var/lib/istio/data}
@@ -210,10 +253,7 @@ metadata:
   namespace: "{{ .Namespace }}"
   labels:
 @LABELS@
-  annotations:
-{{- range $key, $value := .InfrastructureAnnotations }}
-    "{{ $key }}": {{ printf "%q" $value }}
-{{- end }}
+@ANNOTATIONS@
 @OWNER@
 spec:
   ipFamilyPolicy: PreferDualStack
@@ -229,30 +269,105 @@ spec:
     appProtocol: "{{ . }}"
 {{- end }}
 {{- end }}
+{{- if and .Spec.Addresses (eq .ServiceType "LoadBalancer") }}
+  loadBalancerIP: {{ (index .Spec.Addresses 0).Value | quote }}
+{{- end }}
 "#;
+
+/// An autoscaler and a disruption budget for the Deployment. istiod applies them only when
+/// the Gateway's (or its class's) customisation ConfigMap configures them, and then with
+/// that ConfigMap's settings merged in.
+const AUTOSCALING: &str = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: "{{ .DeploymentName }}"
+  namespace: "{{ .Namespace }}"
+  labels:
+@LABELS@
+@ANNOTATIONS@
+@OWNER@
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: "{{ .DeploymentName }}"
+  maxReplicas: 1
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: "{{ .DeploymentName }}"
+  namespace: "{{ .Namespace }}"
+  labels:
+@LABELS@
+@ANNOTATIONS@
+@OWNER@
+spec:
+  selector:
+    matchLabels:
+      "{{ .GatewayNameLabel }}": "{{ .Name }}"
+"#;
+
+/// Where a waypoint's pods run: `global.waypoint`'s scheduling settings.
+const WAYPOINT_SCHEDULING: &str = r#"{{- with .Values.global.waypoint }}
+{{- range $key := list "affinity" "topologySpreadConstraints" "nodeSelector" "tolerations" }}
+{{- with index $.Values.global.waypoint $key }}
+      {{ $key }}: {{ toJson . }}
+{{- end }}
+{{- end }}
+{{- end }}"#;
+
+/// A gateway binds ports below 1024 without privileges, unless `gateways.securityContext`
+/// replaces the pod's security context.
+const GATEWAY_POD_SECURITY: &str = r#"{{- with .Values.gateways.securityContext }}
+      securityContext: {{ toJson . }}
+{{- else }}
+      securityContext:
+        sysctls:
+        - {name: net.ipv4.ip_unprivileged_port_start, value: "0"}
+{{- end }}"#;
 
 const RUN_AS: &str = r#"          runAsUser: {{ .ProxyUID }}
           runAsGroup: {{ .ProxyGID }}"#;
 
 fn render(params: &TemplateParams, kind: Kind) -> String {
     let run_as = if params.openshift { "" } else { RUN_AS };
-    [SERVICE_ACCOUNT, DEPLOYMENT, SERVICE]
+    let (pod_extras, resources) = match kind {
+        Kind::Waypoint => (WAYPOINT_SCHEDULING, ".Values.global.waypoint.resources"),
+        Kind::Gateway => (GATEWAY_POD_SECURITY, ".Values.global.proxy.resources"),
+    };
+    let class_label = if params.minor >= 28 {
+        "    gateway.networking.k8s.io/gateway-class-name: \"{{ .GatewayClass }}\""
+    } else {
+        ""
+    };
+    [SERVICE_ACCOUNT, DEPLOYMENT, SERVICE, AUTOSCALING]
         .join("---\n")
         .replace("@LABELS@", OBJECT_LABELS)
+        .replace("@ANNOTATIONS@", OBJECT_ANNOTATIONS)
+        .replace("@CLASS_LABEL@\n", &line(class_label))
+        .replace("@POD_EXTRAS@", pod_extras)
+        .replace("@RESOURCES_VALUE@", resources)
+        .replace(
+            "@OMIT_NIL@",
+            if params.minor >= 27 { "omitNil " } else { "" },
+        )
         .replace("@OWNER@", OWNER)
         .replace("@CONTROLLER@", kind.controller())
         .replace("@MODE@", kind.mode())
         .replace("@GRACE@", &params.grace_seconds.to_string())
         .replace("@DOMAIN@", &params.cluster_domain)
         .replace("@CA_ADDR@", &params.istiod_address)
-        .replace(
-            "@RUN_AS@\n",
-            &if run_as.is_empty() {
-                String::new()
-            } else {
-                format!("{run_as}\n")
-            },
-        )
+        .replace("@RUN_AS@\n", &line(run_as))
+}
+
+/// `text` as a line of its own; nothing when empty.
+fn line(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("{text}\n")
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +380,7 @@ mod tests {
             cluster_domain: "cluster.local".into(),
             openshift,
             grace_seconds: 30,
+            minor: 30,
         }
     }
 
@@ -281,7 +397,8 @@ mod tests {
             assert!(!template.contains('@'), "{template}");
             assert_eq!(
                 template.matches("\n---\n").count() + usize::from(template.starts_with("---")),
-                2
+                4,
+                "ServiceAccount, Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget"
             );
         }
     }
