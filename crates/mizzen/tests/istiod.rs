@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Operator, account_kubeconfig, free_port, http_get, install_crds, kubectl, kubectl_stdin, until,
+    Operator, account_kubeconfig, free_port, http_get, install_crds, kubectl, kubectl_output,
+    kubectl_stdin, output_with_stdin, until,
 };
 use mizzen_testcluster::{Cluster, istiod_bin, shared};
 use serde_json::Value;
@@ -572,39 +573,26 @@ fn inject(
         },
     });
     // The service's name resolves to istiod's loopback listener, for this request only.
-    let out = Command::new("curl")
-        .args([
-            "--silent",
-            "--show-error",
-            "--fail",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "20",
-        ])
-        .args(["--cacert", ca.to_str().unwrap()])
-        .args(["--resolve", &format!("{host}:{}:127.0.0.1", istiod.https)])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            "@-",
-        ])
-        .arg(format!("https://{host}:{}{path}", istiod.https))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(review.to_string().as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let mut curl = Command::new("curl");
+    curl.args([
+        "--silent",
+        "--show-error",
+        "--fail",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "20",
+    ])
+    .args(["--cacert", ca.to_str().unwrap()])
+    .args(["--resolve", &format!("{host}:{}:127.0.0.1", istiod.https)])
+    .args([
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        "@-",
+    ])
+    .arg(format!("https://{host}:{}{path}", istiod.https));
+    let out = output_with_stdin(curl, Some(review.to_string().as_bytes()));
     assert!(
         out.status.success(),
         "injection request: {}",
@@ -658,23 +646,11 @@ fn valid_on_the_api_server(cluster: &Cluster, pod: &Value, what: &str) {
     let mut pod = pod.clone();
     pod["apiVersion"] = "v1".into();
     pod["kind"] = "Pod".into();
-    let out = cluster
-        .kubectl()
-        .args(["create", "--dry-run=server", "-o", "name", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(pod.to_string().as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let out = kubectl_output(
+        cluster,
+        &["create", "--dry-run=server", "-o", "name", "-f", "-"],
+        Some(pod.to_string().as_bytes()),
+    );
     assert!(
         out.status.success(),
         "{what}: the API server refuses the injected pod: {}\n{pod:#}",

@@ -263,9 +263,14 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
 
 /// Runs kubectl against `cluster` with `kubeconfig`'s credentials.
 pub fn kubectl_output(cluster: &Cluster, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = cluster
-        .kubectl()
-        .args(args)
+    let mut command = cluster.kubectl();
+    command.args(args);
+    output_with_stdin(command, stdin)
+}
+
+/// Runs `command` with `stdin` (or an empty one), capturing stdout and stderr.
+pub fn output_with_stdin(mut command: Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

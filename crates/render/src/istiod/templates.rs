@@ -76,6 +76,14 @@ const OBJECT_ANNOTATIONS: &str = r#"  annotations:
 {{- end }}
 {{- end }}"#;
 
+/// The metadata of the objects named after the Deployment.
+const METADATA: &str = r#"  name: "{{ .DeploymentName }}"
+  namespace: "{{ .Namespace }}"
+  labels:
+@LABELS@
+@ANNOTATIONS@
+@OWNER@"#;
+
 /// The owner reference to the Gateway, so that deleting it removes everything.
 const OWNER: &str = r#"  ownerReferences:
   - apiVersion: gateway.networking.k8s.io/v1
@@ -96,12 +104,7 @@ metadata:
 const DEPLOYMENT: &str = r#"apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: "{{ .DeploymentName }}"
-  namespace: "{{ .Namespace }}"
-  labels:
-@LABELS@
-@ANNOTATIONS@
-@OWNER@
+@METADATA@
 spec:
   selector:
     matchLabels:
@@ -249,12 +252,7 @@ spec:
 const SERVICE: &str = r#"apiVersion: v1
 kind: Service
 metadata:
-  name: "{{ .DeploymentName }}"
-  namespace: "{{ .Namespace }}"
-  labels:
-@LABELS@
-@ANNOTATIONS@
-@OWNER@
+@METADATA@
 spec:
   ipFamilyPolicy: PreferDualStack
   type: "{{ .ServiceType }}"
@@ -280,12 +278,7 @@ spec:
 const AUTOSCALING: &str = r#"apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
-  name: "{{ .DeploymentName }}"
-  namespace: "{{ .Namespace }}"
-  labels:
-@LABELS@
-@ANNOTATIONS@
-@OWNER@
+@METADATA@
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
@@ -296,12 +289,7 @@ spec:
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
-  name: "{{ .DeploymentName }}"
-  namespace: "{{ .Namespace }}"
-  labels:
-@LABELS@
-@ANNOTATIONS@
-@OWNER@
+@METADATA@
 spec:
   selector:
     matchLabels:
@@ -343,6 +331,7 @@ fn render(params: &TemplateParams, kind: Kind) -> String {
     };
     [SERVICE_ACCOUNT, DEPLOYMENT, SERVICE, AUTOSCALING]
         .join("---\n")
+        .replace("@METADATA@", METADATA)
         .replace("@LABELS@", OBJECT_LABELS)
         .replace("@ANNOTATIONS@", OBJECT_ANNOTATIONS)
         .replace("@CLASS_LABEL@\n", &line(class_label))
