@@ -110,7 +110,11 @@ impl Revision<'_> {
                 node_selector: self.pilot.node_selector.clone(),
                 affinity: self.pilot.affinity.clone(),
                 topology_spread_constraints: self.extras.topology_spread_constraints.clone(),
-                priority_class_name: self.global.priority_class_name.clone(),
+                priority_class_name: self
+                    .global
+                    .priority_class_name
+                    .clone()
+                    .filter(|p| !p.is_empty()),
                 ..PodSpec::default()
             }),
         })
