@@ -272,7 +272,13 @@ async fn a_real_istiod_runs_on_mizzens_render() {
                     "apiVersion: sailoperator.io/v1
 kind: Istio
 metadata: {{name: {istio}}}
-spec: {{namespace: {namespace}, version: {version}, profile: ambient, updateStrategy: {{type: {strategy}}}}}
+spec:
+  namespace: {namespace}
+  version: {version}
+  profile: ambient
+  updateStrategy: {{type: {strategy}}}
+  # istiod's agentgateway classes are off by default; on, they use mizzen's templates.
+  values: {{pilot: {{env: {{PILOT_ENABLE_AGENTGATEWAY: \"true\"}}}}}}
 "
                 )
                 .as_bytes(),
@@ -288,7 +294,7 @@ spec: {{namespace: {namespace}, version: {version}, profile: ambient, updateStra
             ],
         );
         let istiod = istiod_on(cluster, &Names::of(&revision, namespace), &phase, strategy);
-        gateways(cluster, istio, &revision, &version.to_string());
+        gateways(cluster, &istiod, istio, &revision, &version.to_string());
         injection(
             cluster,
             &istiod,
@@ -407,9 +413,45 @@ fn log_is_clean(istiod: &Istiod, strategy: &str) {
     assert!(dials.is_empty(), "{strategy}: {}", dials.join("\n"));
 }
 
+/// The Deployment istiod creates for the Gateway `name` in `ns` (within 60 s); otherwise a
+/// failure with the Gateway's status and what istiod logged about it.
+fn deployed(cluster: &Cluster, istiod: &Istiod, ns: &str, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let out = cluster
+            .kubectl()
+            .args(["get", "deployment", name, "-n", ns, "-o", "json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let status = cluster
+        .kubectl()
+        .args(["get", "gateway", name, "-n", ns, "-o", "jsonpath={.status}"])
+        .output()
+        .unwrap();
+    let log = istiod.log();
+    let about: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            (l.contains(name) || l.contains("\terror\t") || l.contains("\twarn\t"))
+                && !l.contains("sync complete")
+        })
+        .collect();
+    let about = &about[about.len().saturating_sub(40)..];
+    panic!(
+        "istiod deployed nothing for {ns}/{name} in 60 s; Gateway status: {}\nistiod log:\n{}",
+        String::from_utf8_lossy(&status.stdout),
+        about.join("\n")
+    );
+}
+
 /// A waypoint and an `istio`-class Gateway: istiod deploys each from mizzen's templates
 /// (`waypoint`, `kube-gateway` in the injector ConfigMap), with the proxy image of `version`.
-fn gateways(cluster: &Cluster, istio: &str, revision: &str, version: &str) {
+fn gateways(cluster: &Cluster, istiod: &Istiod, istio: &str, revision: &str, version: &str) {
     let ns = format!("gw-{istio}");
     kubectl(cluster, &["create", "namespace", &ns]);
     let label = if revision == "default" {
@@ -446,22 +488,27 @@ metadata: {{name: ingress, namespace: {ns}{label}}}
 spec:
   gatewayClassName: istio
   listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: agw, namespace: {ns}{label}}}
+spec:
+  gatewayClassName: istio-agentgateway
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: agw-waypoint, namespace: {ns}{label}}}
+spec:
+  gatewayClassName: istio-agentgateway-waypoint
+  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
 "
             )
             .as_bytes(),
         ),
     );
     for (deployment, role) in [("waypoint", "waypoint"), ("ingress-istio", "router")] {
-        let d = until(60, &format!("istiod deploys {ns}/{deployment}"), || {
-            let out = cluster
-                .kubectl()
-                .args(["get", "deployment", deployment, "-n", &ns, "-o", "json"])
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
-        });
+        let d = deployed(cluster, istiod, &ns, deployment);
         let proxy = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(proxy["name"], "istio-proxy", "{deployment}");
         let image = proxy["image"].as_str().unwrap();
@@ -502,6 +549,46 @@ spec:
         } else {
             assert!(sysctl.is_null(), "{deployment}");
         }
+    }
+    // The agentgateway classes (1.30+, 1.31+): no Envoy, the agentgateway image of the
+    // version, its xDS and CA addresses; the waypoint one outside the ambient data plane.
+    for (deployment, waypoint) in [("agw", false), ("agw-waypoint", true)] {
+        let d = deployed(cluster, istiod, &ns, deployment);
+        let pod = &d["spec"]["template"];
+        let agw = &pod["spec"]["containers"][0];
+        assert_eq!(agw["name"], "agentgateway", "{deployment}");
+        let image = agw["image"].as_str().unwrap();
+        assert!(
+            image.contains("/agentgateway:") && image.contains(version.trim_start_matches('v')),
+            "{deployment}: {image}"
+        );
+        let env = |name: &str| {
+            agw["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .and_then(|e| e["value"].as_str())
+                .map(str::to_owned)
+        };
+        assert_eq!(env("GATEWAY").as_deref(), Some(deployment));
+        assert!(
+            env("XDS_ADDRESS").unwrap().ends_with(":15012"),
+            "{deployment}"
+        );
+        if waypoint {
+            assert_eq!(
+                pod["metadata"]["labels"]["istio.io/dataplane-mode"], "none",
+                "{deployment}"
+            );
+        } else {
+            let sysctl = &pod["spec"]["securityContext"]["sysctls"][0]["name"];
+            assert_eq!(
+                sysctl, "net.ipv4.ip_unprivileged_port_start",
+                "{deployment}"
+            );
+        }
+        assert_eq!(agw["resources"]["limits"]["cpu"], "2", "{deployment}");
     }
     // The autoscaler and disruption budget of the waypoint's options ConfigMap, applied
     // through the template's HorizontalPodAutoscaler and PodDisruptionBudget.

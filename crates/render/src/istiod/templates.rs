@@ -28,26 +28,46 @@ pub(crate) struct TemplateParams {
     pub minor: u32,
 }
 
-/// The two gateway templates, by name.
+/// The gateway templates of the revision's minor, by name: `waypoint` and `kube-gateway`,
+/// `agentgateway` from 1.30 and `agentgateway-waypoint` from 1.31 (used by istiod when
+/// `PILOT_ENABLE_AGENTGATEWAY` turns the `istio-agentgateway` classes on).
 pub(crate) fn gateway_templates(params: &TemplateParams) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("waypoint".to_owned(), render(params, Kind::Waypoint)),
-        ("kube-gateway".to_owned(), render(params, Kind::Gateway)),
-    ])
+    let mut kinds = vec![Kind::Waypoint, Kind::Gateway];
+    if params.minor >= 30 {
+        kinds.push(Kind::Agentgateway);
+    }
+    if params.minor >= 31 {
+        kinds.push(Kind::AgentgatewayWaypoint);
+    }
+    kinds
+        .into_iter()
+        .map(|kind| (kind.template().to_owned(), render(params, kind)))
+        .collect()
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Waypoint,
     Gateway,
+    Agentgateway,
+    AgentgatewayWaypoint,
 }
 
 impl Kind {
-    /// `proxy <mode>` of the Envoy agent.
+    fn template(self) -> &'static str {
+        match self {
+            Self::Waypoint => "waypoint",
+            Self::Gateway => "kube-gateway",
+            Self::Agentgateway => "agentgateway",
+            Self::AgentgatewayWaypoint => "agentgateway-waypoint",
+        }
+    }
+
+    /// `proxy <mode>` of the Envoy agent (the agentgateways run no Envoy).
     fn mode(self) -> &'static str {
         match self {
             Self::Waypoint => "waypoint",
-            Self::Gateway => "router",
+            Self::Gateway | Self::Agentgateway | Self::AgentgatewayWaypoint => "router",
         }
     }
 
@@ -56,7 +76,15 @@ impl Kind {
         match self {
             Self::Waypoint => "istio.io-mesh-controller",
             Self::Gateway => "istio.io-gateway-controller",
+            Self::Agentgateway => "istio.io-agentgateway-controller",
+            Self::AgentgatewayWaypoint => "istio.io-agentgateway-waypoint-controller",
         }
+    }
+
+    /// Waypoints serve the mesh: `global.waypoint`'s resources and scheduling, and their
+    /// pods are kept out of the ambient data plane they implement.
+    fn waypoint(self) -> bool {
+        matches!(self, Self::Waypoint | Self::AgentgatewayWaypoint)
     }
 }
 
@@ -220,9 +248,7 @@ spec:
           runAsNonRoot: true
           capabilities: {drop: [ALL]}
 @RUN_AS@
-{{- with .Values.gateways.seccompProfile }}
-          seccompProfile: {{ toJson . }}
-{{- end }}
+@CONTAINER_SECCOMP_ALWAYS@
         volumeMounts:
         - {name: istio-envoy, mountPath: /etc/istio/proxy}
         - {name: istio-data, mountPath: /var/lib/istio/data}
@@ -240,13 +266,136 @@ spec:
         projected:
           sources:
           - serviceAccountToken: {path: istio-token, audience: istio-ca, expirationSeconds: 43200}
-      - name: istiod-ca-cert
-        configMap: {name: istio-ca-root-cert}
+@CA_VOLUME@
       - name: istio-podinfo
         downwardAPI:
           items:
           - {path: labels, fieldRef: {fieldPath: metadata.labels}}
           - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}
+@PULL_SECRETS@
+"#;
+
+/// The trust bundle istiod publishes: the `istio-ca-root-cert` ConfigMap (or
+/// `global.trustBundleName`), or a ClusterTrustBundle when istiod uses that API.
+const CA_VOLUME: &str = r#"{{- if eq (toString (index (.Values.pilot.env | default dict) "ENABLE_CLUSTER_TRUST_BUNDLE_API")) "true" }}
+      - name: istiod-ca-cert
+        projected:
+          sources:
+          - clusterTrustBundle: {name: {{ printf "istio.io:istiod-ca:%s" (.Values.global.trustBundleName | default "root-cert") | quote }}, path: root-cert.pem}
+{{- else }}
+      - {name: istiod-ca-cert, configMap: {name: {{ .Values.global.trustBundleName | default "istio-ca-root-cert" | quote }}}}
+{{- end }}"#;
+
+const PULL_SECRETS: &str = r#"{{- with .Values.global.imagePullSecrets }}
+      imagePullSecrets:
+{{- range . }}
+      - {name: {{ quote . }}}
+{{- end }}
+{{- end }}"#;
+
+/// An agentgateway (no Envoy, no pilot-agent): it reads its configuration from istiod over
+/// xDS (`XDS_ADDRESS`) with a token of its own audience, and its certificates from the CA.
+const AGENTGATEWAY_DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+@METADATA@
+spec:
+  selector:
+    matchLabels:
+      "{{ .GatewayNameLabel }}": "{{ .Name }}"
+  template:
+    metadata:
+      labels:
+        sidecar.istio.io/inject: "false"
+@DATAPLANE_NONE@
+        service.istio.io/canonical-name: "{{ .DeploymentName }}"
+        service.istio.io/canonical-revision: latest
+@POD_LABELS@
+      annotations:
+        istio.io/rev: {{ .Revision | default "default" | quote }}
+        prometheus.io/path: /stats/prometheus
+        prometheus.io/port: "15020"
+        prometheus.io/scrape: "true"
+{{- range $key, $value := .InfrastructureAnnotations }}
+{{- if not (has $key (list "kubectl.kubernetes.io/last-applied-configuration" "gateway.istio.io/name-override" "gateway.istio.io/service-account" "gateway.istio.io/controller-version")) }}
+        "{{ $key }}": {{ printf "%q" $value }}
+{{- end }}
+{{- end }}
+    spec:
+      serviceAccountName: "{{ .ServiceAccount }}"
+@POD_EXTRAS@
+      containers:
+      - name: agentgateway
+{{- $image := annotation .ObjectMeta `gateway.istio.io/agentgatewayImage` .Values.global.agentgateway.image }}
+        image: {{ if contains "/" $image }}{{ quote $image }}{{ else }}{{ .AgentgatewayImage | quote }}{{ end }}
+{{- with .Values.global.imagePullPolicy }}
+        imagePullPolicy: {{ quote . }}
+{{- end }}
+{{- with @RESOURCES_VALUE@ }}
+        resources: {{ toJson (@OMIT_NIL@.) }}
+{{- end }}
+        securityContext:
+          allowPrivilegeEscalation: false
+          privileged: false
+          readOnlyRootFilesystem: true
+          runAsNonRoot: true
+          capabilities: {drop: [ALL]}
+          runAsUser: {{ .ProxyUID | default "10101" }}
+          runAsGroup: {{ .ProxyGID | default "10101" }}
+@CONTAINER_SECCOMP@
+        ports:
+        - {name: metrics, containerPort: 15020, protocol: TCP}
+        - {name: status-port, containerPort: 15021, protocol: TCP}
+        args: [--config, "{}"]
+@LIFECYCLE@
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+        - {name: NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+        - {name: INSTANCE_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+        - {name: SERVICE_ACCOUNT, valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}}
+        - {name: CPU_LIMIT, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: "1"}}}
+        - {name: GATEWAY, value: {{ .Name | quote }}}
+        - {name: RUST_BACKTRACE, value: "1"}
+        - {name: CLUSTER_ID, value: {{ .Values.global.multiCluster.clusterName | default .ClusterID | quote }}}
+{{- with index .InfrastructureLabels "topology.istio.io/network" | default .Values.global.network }}
+        - {name: NETWORK, value: {{ quote . }}}
+{{- end }}
+{{- with .MeshConfig.TrustDomain | default .Values.global.trustDomain }}
+        - {name: TRUST_DOMAIN, value: {{ quote . }}}
+{{- end }}
+{{- range $name, $value := .ProxyConfig.ProxyMetadata }}
+        - {name: {{ $name }}, value: {{ quote $value }}}
+{{- end }}
+        - {name: XDS_ADDRESS, value: {{ .ProxyConfig.DiscoveryAddress | quote }}}
+        - {name: CA_ADDRESS, value: {{ .Values.global.caAddress | default "@CA_ADDR@" | quote }}}
+        startupProbe:
+          httpGet: {path: /healthz/ready, port: 15021}
+          initialDelaySeconds: 1
+          periodSeconds: 1
+          timeoutSeconds: 1
+          failureThreshold: 30
+        readinessProbe:
+          httpGet: {path: /healthz/ready, port: 15021}
+          periodSeconds: 15
+          timeoutSeconds: 1
+          failureThreshold: 4
+        volumeMounts:
+        - {name: istiod-ca-cert, mountPath: /var/run/secrets/xds}
+        - {name: xds-token, mountPath: /var/run/secrets/xds-tokens}
+        - {name: tmp, mountPath: /tmp}
+        - {name: istiod-ca-cert, mountPath: /var/run/secrets/istio}
+        - {name: istio-token, mountPath: /var/run/secrets/tokens}
+      volumes:
+      - {name: tmp, emptyDir: {}}
+{{- range $token := list "xds-token" "istio-token" }}
+      - name: {{ $token }}
+        projected:
+          sources:
+          - serviceAccountToken: {path: {{ $token }}, expirationSeconds: 43200, audience: {{ $.Values.global.sds.token.aud | quote }}}
+{{- end }}
+@CA_VOLUME@
+@PULL_SECRETS@
 "#;
 
 const SERVICE: &str = r#"apiVersion: v1
@@ -296,6 +445,15 @@ spec:
       "{{ .GatewayNameLabel }}": "{{ .Name }}"
 "#;
 
+/// `gateways.seccompProfile` on the proxy container.
+const CONTAINER_SECCOMP: &str = r#"{{- with .Values.gateways.seccompProfile }}
+          seccompProfile: {{ toJson . }}
+{{- end }}"#;
+
+const LIFECYCLE: &str = r#"{{- with .Values.global.proxy.lifecycle }}
+        lifecycle: {{ toJson . }}
+{{- end }}"#;
+
 /// Where a waypoint's pods run: `global.waypoint`'s scheduling settings.
 const WAYPOINT_SCHEDULING: &str = r#"{{- with .Values.global.waypoint }}
 {{- range $key := list "affinity" "topologySpreadConstraints" "nodeSelector" "tolerations" }}
@@ -313,6 +471,9 @@ const GATEWAY_POD_SECURITY: &str = r#"{{- with .Values.gateways.securityContext 
       securityContext:
         sysctls:
         - {name: net.ipv4.ip_unprivileged_port_start, value: "0"}
+{{- with .Values.gateways.seccompProfile }}
+        seccompProfile: {{ toJson . }}
+{{- end }}
 {{- end }}"#;
 
 const RUN_AS: &str = r#"          runAsUser: {{ .ProxyUID }}
@@ -322,20 +483,53 @@ fn render(params: &TemplateParams, kind: Kind) -> String {
     let run_as = if params.openshift { "" } else { RUN_AS };
     let (pod_extras, resources) = match kind {
         Kind::Waypoint => (WAYPOINT_SCHEDULING, ".Values.global.waypoint.resources"),
-        Kind::Gateway => (GATEWAY_POD_SECURITY, ".Values.global.proxy.resources"),
+        Kind::AgentgatewayWaypoint => ("", ".Values.global.waypoint.resources"),
+        Kind::Gateway | Kind::Agentgateway => {
+            (GATEWAY_POD_SECURITY, ".Values.global.proxy.resources")
+        }
+    };
+    let agentgateway = matches!(kind, Kind::Agentgateway | Kind::AgentgatewayWaypoint);
+    let deployment = if agentgateway {
+        AGENTGATEWAY_DEPLOYMENT
+    } else {
+        DEPLOYMENT
+    };
+    // An agentgateway's seccomp profile: the pod's for a gateway, the container's for a
+    // waypoint; a gateway's lifecycle hooks from `global.proxy.lifecycle`.
+    let container_seccomp = if kind == Kind::AgentgatewayWaypoint {
+        CONTAINER_SECCOMP
+    } else {
+        ""
+    };
+    let lifecycle = if kind == Kind::Agentgateway {
+        LIFECYCLE
+    } else {
+        ""
+    };
+    let dataplane_none = if kind.waypoint() {
+        "        istio.io/dataplane-mode: none"
+    } else {
+        ""
     };
     let class_label = if params.minor >= 28 {
         "    gateway.networking.k8s.io/gateway-class-name: \"{{ .GatewayClass }}\""
     } else {
         ""
     };
-    [SERVICE_ACCOUNT, DEPLOYMENT, SERVICE, AUTOSCALING]
+    [SERVICE_ACCOUNT, deployment, SERVICE, AUTOSCALING]
         .join("---\n")
         .replace("@METADATA@", METADATA)
+        .replace("@POD_LABELS@", &indent(OBJECT_LABELS, 4))
+        .replace("@CA_VOLUME@", CA_VOLUME)
+        .replace("@PULL_SECRETS@\n", &line(PULL_SECRETS))
+        .replace("@CONTAINER_SECCOMP@\n", &line(container_seccomp))
+        .replace("@CONTAINER_SECCOMP_ALWAYS@", CONTAINER_SECCOMP)
+        .replace("@LIFECYCLE@\n", &line(lifecycle))
+        .replace("@DATAPLANE_NONE@\n", &line(dataplane_none))
         .replace("@LABELS@", OBJECT_LABELS)
         .replace("@ANNOTATIONS@", OBJECT_ANNOTATIONS)
         .replace("@CLASS_LABEL@\n", &line(class_label))
-        .replace("@POD_EXTRAS@", pod_extras)
+        .replace("@POD_EXTRAS@\n", &line(pod_extras))
         .replace("@RESOURCES_VALUE@", resources)
         .replace(
             "@OMIT_NIL@",
@@ -348,6 +542,20 @@ fn render(params: &TemplateParams, kind: Kind) -> String {
         .replace("@DOMAIN@", &params.cluster_domain)
         .replace("@CA_ADDR@", &params.istiod_address)
         .replace("@RUN_AS@\n", &line(run_as))
+}
+
+/// `text` with every line that is YAML (not a template action) indented by `by` more spaces.
+fn indent(text: &str, by: usize) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with("{{") {
+                l.to_owned()
+            } else {
+                format!("{}{l}", " ".repeat(by))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `text` as a line of its own; nothing when empty.
@@ -390,6 +598,28 @@ mod tests {
                 "ServiceAccount, Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget"
             );
         }
+    }
+
+    #[test]
+    fn agentgateway_templates_from_their_minors() {
+        let at = |minor| {
+            gateway_templates(&TemplateParams {
+                minor,
+                ..params(false)
+            })
+        };
+        assert!(!at(29).contains_key("agentgateway"));
+        let t = at(30);
+        assert!(t["agentgateway"].contains("- name: agentgateway\n"));
+        assert!(t["agentgateway"].contains("istio.io-agentgateway-controller"));
+        assert!(t["agentgateway"].contains("ip_unprivileged_port_start"));
+        assert!(!t.contains_key("agentgateway-waypoint"));
+        let w = &at(31)["agentgateway-waypoint"];
+        assert!(w.contains("istio.io-agentgateway-waypoint-controller"));
+        assert!(w.contains(".Values.global.waypoint.resources"));
+        assert!(w.contains("istio.io/dataplane-mode: none"));
+        assert!(!w.contains("ip_unprivileged_port_start"));
+        assert!(!w.contains('@'), "{w}");
     }
 
     #[test]
