@@ -176,7 +176,8 @@ impl Upstream {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)?;
+        let text = undo_hub_rewrite(&String::from_utf8(out.stdout)?);
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)?;
         Ok(docs
             .into_iter()
             .filter(|d| d.is_object())
@@ -189,6 +190,13 @@ impl Upstream {
             })
             .collect())
     }
+}
+
+/// Sail's copies of the charts pull from `registry.istio.io/release`, where Istio's published
+/// charts (and mizzen's catalog) name `docker.io/istio`: the same images, mirrored (Sail's
+/// `hack/download-charts.sh` rewrites the hub). Undone so that tags and variants compare.
+fn undo_hub_rewrite(rendered: &str) -> String {
+    rendered.replace("registry.istio.io/release", "docker.io/istio")
 }
 
 fn tempfile_path(release: &str) -> PathBuf {
@@ -257,6 +265,16 @@ mod tests {
         assert_eq!(
             v,
             json!({"pilot": {"image": "mine"}, "global": {"proxy": {"image": "digest"}}})
+        );
+    }
+
+    #[test]
+    fn sails_hub_rewrite_is_undone_and_nothing_else() {
+        assert_eq!(
+            undo_hub_rewrite(
+                "image: registry.istio.io/release/pilot:1.30.3\nhub: registry.istio.io/testing"
+            ),
+            "image: docker.io/istio/pilot:1.30.3\nhub: registry.istio.io/testing"
         );
     }
 }

@@ -451,7 +451,16 @@ pub(crate) fn platform(component: Component, name: &str) -> Value {
     match component {
         Component::Istiod => json!({
             "pilot": {
-                "cni": {"enabled": true, "provider": "multus"},
+                // Istio's OpenShift platform profile gives istiod's chart the node agent's
+                // multus settings too (they reach the injector's values).
+                "cni": {
+                    "enabled": true,
+                    "provider": "multus",
+                    "chained": false,
+                    "cniBinDir": "/var/lib/cni/bin",
+                    "cniConfDir": "/etc/cni/multus/net.d",
+                    "cniConfFileName": "istio-cni.conf",
+                },
                 "trustedZtunnelNamespace": "kube-system",
             },
         }),
