@@ -4,6 +4,7 @@
 //! needs local copies of the upstream charts, which are never committed (tools/fidelity/README.md).
 
 mod compare;
+mod release;
 mod sail;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,11 @@ struct Args {
     /// minor, say). Reported in each case's name.
     #[arg(long)]
     catalog_version: Option<String>,
+    /// With `--catalog-version`: the directory holds istio/istio's tree at a tag; compare a
+    /// copy with the release builder's edits (release version and hub, no owning-resource
+    /// labels) instead of the tree's placeholders.
+    #[arg(long, requires = "catalog_version")]
+    as_release: bool,
     /// Platforms (default: both).
     #[arg(long = "platform", value_enum)]
     platforms: Vec<PlatformArg>,
@@ -275,8 +281,13 @@ fn main() -> anyhow::Result<()> {
     }
     let mut unclean = 0;
     for (version, dir) in dirs {
+        let released = if args.as_release {
+            Some(release::as_release(&dir, &version)?)
+        } else {
+            None
+        };
         let up = Upstream {
-            dir,
+            dir: released.as_ref().map_or(dir, |r| r.path().to_path_buf()),
             helm: helm.clone(),
         };
         for platform in or_all(
