@@ -12,7 +12,7 @@ use mizzen_catalog::Version;
 use serde_json::json;
 
 use crate::istiod::READER_ACCOUNT;
-use crate::labels::{Labels, REV_LABEL, check_label_value, labels};
+use crate::labels::{Labels, NAME_LABEL, REV_LABEL, check_label_value, labels};
 use crate::names::RevisionNames;
 use crate::object::{Object, Stamp, cluster, namespaced, sorted};
 use crate::values::at_least;
@@ -44,6 +44,7 @@ pub fn render_base(
                 ("app", "istiod"),
                 ("istio", "istiod"),
                 (REV_LABEL, names.label()),
+                (NAME_LABEL, "istiod"),
             ]),
         ),
         webhooks: Some(vec![validation(
@@ -54,7 +55,11 @@ pub fn render_base(
         )]),
     };
     let reader = ServiceAccount {
-        metadata: namespaced(READER_ACCOUNT, namespace, labels([("app", "istio-reader")])),
+        metadata: namespaced(
+            READER_ACCOUNT,
+            namespace,
+            labels([("app", "istio-reader"), (NAME_LABEL, "istio-reader")]),
+        ),
         ..ServiceAccount::default()
     };
     Ok(sorted(vec![

@@ -130,6 +130,13 @@ impl<'a> Cni<'a> {
         ])
     }
 
+    /// Labels of the agent's ServiceAccount, ConfigMap and RBAC: also `app: istio-cni`.
+    fn object_labels(&self) -> Labels {
+        let mut labels = self.labels();
+        labels.insert("app".into(), NAME.into());
+        labels
+    }
+
     fn ambient_enabled(&self) -> bool {
         self.ambient.enabled.unwrap_or(false)
     }
@@ -142,7 +149,7 @@ impl<'a> Cni<'a> {
                 .collect()
         });
         self.stamp.object(&ServiceAccount {
-            metadata: namespaced(NAME, &self.input.namespace, self.labels()),
+            metadata: namespaced(NAME, &self.input.namespace, self.object_labels()),
             image_pull_secrets: pull_secrets,
             ..ServiceAccount::default()
         })
@@ -150,7 +157,7 @@ impl<'a> Cni<'a> {
 
     fn config_map(&self) -> Result<Object, RenderError> {
         self.stamp.object(&ConfigMap {
-            metadata: namespaced(CONFIG, &self.input.namespace, self.labels()),
+            metadata: namespaced(CONFIG, &self.input.namespace, self.object_labels()),
             data: Some(self.config_data()?),
             ..ConfigMap::default()
         })
@@ -305,12 +312,13 @@ impl<'a> Cni<'a> {
     }
 
     fn pod_template(&self) -> Result<PodTemplateSpec, RenderError> {
-        let pod_labels = labels([
+        let mut pod_labels = labels([
             ("k8s-app", DAEMONSET),
             (INJECT_LABEL, "false"),
             (DATAPLANE_MODE_LABEL, "none"),
             (NAME_LABEL, NAME),
         ]);
+        pod_labels.extend(self.stamp.pod_labels());
         let annotations = labels([
             (INJECT_LABEL, "false"),
             ("prometheus.io/scrape", "true"),
@@ -494,7 +502,10 @@ impl<'a> Cni<'a> {
             name: NAME,
             namespace: &self.input.namespace,
         };
-        let labels = self.labels();
+        let labels = self.object_labels();
+        // Upstream labels the repair and ambient bindings as the repair controller's.
+        let mut repair_labels = self.labels();
+        repair_labels.insert("k8s-app".into(), "istio-cni-repair".into());
         let mut base = vec![rule(
             &[""],
             &["pods", "nodes", "namespaces"],
@@ -503,7 +514,7 @@ impl<'a> Cni<'a> {
         if self.platform == Platform::OpenShift {
             base.push(privileged_scc());
         }
-        let mut roles = vec![(NAME, NAME, base)];
+        let mut roles = vec![(NAME, NAME, base, &labels)];
         if self.repair.enabled.unwrap_or(true) {
             let mut rules = vec![
                 rule(&[""], &["events"], &["create", "patch"]),
@@ -519,6 +530,7 @@ impl<'a> Cni<'a> {
                 "istio-cni-repair-role",
                 "istio-cni-repair-rolebinding",
                 rules,
+                &repair_labels,
             ));
         }
         if self.ambient_enabled() {
@@ -526,15 +538,19 @@ impl<'a> Cni<'a> {
                 rule(&[""], &["pods/status"], &["patch", "update"]),
                 named_rule(&["apps"], &["daemonsets"], &[DAEMONSET], &["get"]),
             ];
-            roles.push(("istio-cni-ambient", "istio-cni-ambient", rules));
+            roles.push((
+                "istio-cni-ambient",
+                "istio-cni-ambient",
+                rules,
+                &repair_labels,
+            ));
         }
         let mut objects = Vec::new();
-        for (role, binding, rules) in roles {
+        for (role, binding, rules, binding_labels) in roles {
             objects.extend(cluster_role(
                 &self.stamp,
-                role,
-                binding,
-                &labels,
+                (role, &labels),
+                (binding, binding_labels),
                 rules,
                 &account,
             )?);
@@ -547,7 +563,12 @@ impl<'a> Cni<'a> {
         self.stamp.custom(
             "k8s.cni.cncf.io/v1",
             "NetworkAttachmentDefinition",
-            namespaced(NAME, "default", self.labels()),
+            namespaced(NAME, "default", {
+                // Upstream's attachment carries no revision.
+                let mut labels = self.labels();
+                labels.remove(REV_LABEL);
+                labels
+            }),
             Map::new(),
         )
     }

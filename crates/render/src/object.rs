@@ -168,6 +168,16 @@ impl Stamp {
         Self { labels }
     }
 
+    /// The labels upstream's charts also put on pods: part-of and version (not the
+    /// managed-by and inventory labels, which only mark the objects mizzen applies).
+    pub(crate) fn pod_labels(&self) -> Labels {
+        self.labels
+            .iter()
+            .filter(|(k, _)| *k == PART_OF_LABEL || *k == VERSION_LABEL)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// A typed object, serialized and stamped.
     pub(crate) fn object<K>(&self, resource: &K) -> Result<Object, RenderError>
     where

@@ -62,19 +62,18 @@ impl Account<'_> {
 /// A ClusterRole and a ClusterRoleBinding granting it to `account`.
 pub(crate) fn cluster_role(
     stamp: &Stamp,
-    role: &str,
-    binding: &str,
-    labels: &Labels,
+    (role, role_labels): (&str, &Labels),
+    (binding, binding_labels): (&str, &Labels),
     rules: Vec<PolicyRule>,
     account: &Account<'_>,
 ) -> Result<[Object; 2], RenderError> {
     let role_object = ClusterRole {
-        metadata: cluster(role, labels.clone()),
+        metadata: cluster(role, role_labels.clone()),
         rules: Some(rules),
         aggregation_rule: None,
     };
     let binding_object = ClusterRoleBinding {
-        metadata: cluster(binding, labels.clone()),
+        metadata: cluster(binding, binding_labels.clone()),
         role_ref: role_ref("ClusterRole", role),
         subjects: Some(vec![account.subject()]),
     };

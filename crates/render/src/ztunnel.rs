@@ -103,9 +103,8 @@ pub fn render_ztunnel(input: &ZTunnelInput) -> Result<Vec<Object>, RenderError> 
         let rules = vec![privileged_scc()];
         objects.extend(cluster_role(
             &ztunnel.stamp,
-            &ztunnel.name,
-            &ztunnel.name,
-            &labels,
+            (&ztunnel.name, &labels),
+            (&ztunnel.name, &labels),
             rules,
             &account,
         )?);
@@ -235,12 +234,13 @@ impl<'a> ZTunnel<'a> {
 
     fn pod_template(&self) -> Result<PodTemplateSpec, RenderError> {
         let config = &self.config;
-        let pod_labels = labels([
+        let mut pod_labels = labels([
             (INJECT_LABEL, "false"),
             (DATAPLANE_MODE_LABEL, "none"),
             ("app", "ztunnel"),
             (NAME_LABEL, "ztunnel"),
         ]);
+        pod_labels.extend(self.stamp.pod_labels());
         let mut fixed_annotations = labels([(INJECT_LABEL, "false")]);
         fixed_annotations.extend(self.revision_annotation());
         Ok(PodTemplateSpec {

@@ -165,11 +165,14 @@ fn unknown_keys_survive() {
 fn platform_and_profiles() {
     let v = istio("v1.27.3", None, Platform::OpenShift, "default", None).unwrap();
     assert_eq!(v["global"]["platform"], "openshift");
-    assert_eq!(
-        v["pilot"]["cni"],
-        json!({"enabled": true, "provider": "multus"})
-    );
+    assert_eq!(v["pilot"]["cni"]["enabled"], true);
+    assert_eq!(v["pilot"]["cni"]["provider"], "multus");
+    assert_eq!(v["pilot"]["cni"]["cniConfDir"], "/etc/cni/multus/net.d");
     assert_eq!(v["pilot"]["trustedZtunnelNamespace"], "kube-system");
+    assert!(v["pilot"].get("terminationMessagePolicy").is_none());
+    // From 1.31 OpenShift's platform keeps istiod's last log lines as its termination message.
+    let v = istio("v1.31.4", None, Platform::OpenShift, "default", None).unwrap();
+    assert_eq!(v["pilot"]["terminationMessagePolicy"], "FallbackToLogsOnError");
     assert!(v.get("profile").is_none());
     // A user profile replaces the platform's default profile, but the platform still applies.
     let v = istio(

@@ -93,7 +93,7 @@ impl Revision<'_> {
         data: BTreeMap<String, String>,
     ) -> Result<Object, RenderError> {
         self.stamp.object(&ConfigMap {
-            metadata: namespaced(name, self.names.namespace(), self.labels()),
+            metadata: namespaced(name, self.names.namespace(), self.config_labels()),
             data: Some(data),
             ..ConfigMap::default()
         })

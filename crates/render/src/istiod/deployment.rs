@@ -71,6 +71,7 @@ impl Revision<'_> {
 
     fn pod_template(&self) -> Result<PodTemplateSpec, RenderError> {
         let mut fixed = self.labels();
+        fixed.extend(self.stamp.pod_labels());
         fixed.extend(labels([
             (INJECT_LABEL, "false"),
             (DATAPLANE_MODE_LABEL, "none"),
@@ -146,6 +147,11 @@ impl Revision<'_> {
             name: "discovery".into(),
             image: Some(image),
             image_pull_policy: image::pull_policy(None, Some(&self.global)),
+            termination_message_policy: self
+                .extras
+                .termination_message_policy
+                .clone()
+                .filter(|p| !p.is_empty()),
             args: Some(self.args()),
             ports: Some(
                 PORTS
@@ -347,8 +353,13 @@ impl Revision<'_> {
             ),
         };
         let selector: Labels = labels([("app", "istiod"), (REV_LABEL, self.names.label())]);
+        let mut meta_labels = self.labels();
+        if !at_least(self.version(), 28) {
+            // Up to 1.27 upstream's budget also carries (and selected by) `istio: pilot`.
+            meta_labels.insert("istio".into(), "pilot".into());
+        }
         let pdb = PodDisruptionBudget {
-            metadata: namespaced(&self.names.istiod(), self.names.namespace(), self.labels()),
+            metadata: namespaced(&self.names.istiod(), self.names.namespace(), meta_labels),
             spec: Some(PodDisruptionBudgetSpec {
                 min_available,
                 max_unavailable,

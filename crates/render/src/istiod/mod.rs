@@ -91,6 +91,9 @@ pub(crate) struct PilotExtras {
     pub autoscale_behavior: Option<HorizontalPodAutoscalerBehavior>,
     pub keepalive_max_server_connection_age: Option<String>,
     pub trace_sampling: Option<f64>,
+    /// `pilot.terminationMessagePolicy` of istiod's container (OpenShift's platform sets
+    /// `FallbackToLogsOnError` from 1.31).
+    pub termination_message_policy: Option<String>,
 }
 
 /// `pilot.cpu` / `pilot.memory`.
@@ -197,9 +200,21 @@ impl<'a> Revision<'a> {
         &self.input.version
     }
 
-    /// Labels of istiod-family objects.
+    /// Labels of istiod-family objects (Deployment, Service, autoscaler, budget).
     pub(crate) fn labels(&self) -> Labels {
         istiod_labels(&self.names)
+    }
+
+    /// Labels of istiod's ServiceAccount and RBAC: upstream's carry no revision.
+    pub(crate) fn account_labels(&self) -> Labels {
+        labels([("app", "istiod"), (NAME_LABEL, "istiod")])
+    }
+
+    /// Labels of the revision's ConfigMaps: upstream's carry no `app`.
+    pub(crate) fn config_labels(&self) -> Labels {
+        let mut labels = self.labels();
+        labels.remove("app");
+        labels
     }
 
     fn service_account(&self) -> Result<Object, RenderError> {
@@ -209,7 +224,11 @@ impl<'a> Revision<'a> {
                 .map(|name| LocalObjectReference { name: name.clone() })
                 .collect()
         });
-        let meta = namespaced(&self.names.istiod(), self.names.namespace(), self.labels());
+        let meta = namespaced(
+            &self.names.istiod(),
+            self.names.namespace(),
+            self.account_labels(),
+        );
         let annotations = self
             .extras
             .service_account_annotations
@@ -255,6 +274,7 @@ impl<'a> Revision<'a> {
             ("app", "sidecar-injector"),
             (REV_LABEL, self.names.label()),
             (COMPONENT_LABEL, "Pilot"),
+            (NAME_LABEL, "istiod"),
         ]);
         self.stamp.object(&MutatingWebhookConfiguration {
             metadata: cluster(&self.names.injector_webhook(), labels),
@@ -267,6 +287,7 @@ impl<'a> Revision<'a> {
             ("app", "istiod"),
             ("istio", "istiod"),
             (REV_LABEL, self.names.label()),
+            (NAME_LABEL, "istiod"),
         ]);
         let webhook = validation(
             "rev.validation.istio.io",

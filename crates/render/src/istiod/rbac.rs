@@ -6,6 +6,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 
 use super::Revision;
 use crate::RenderError;
+use crate::labels::{NAME_LABEL, labels};
 use crate::object::Object;
 use crate::rbac::{Account, cluster_role, role, rule};
 use crate::values::at_least;
@@ -40,23 +41,29 @@ impl Revision<'_> {
             name: READER_ACCOUNT,
             namespace: ns,
         };
-        let labels = self.labels();
+        let reader_labels = labels([("app", "istio-reader"), (NAME_LABEL, "istio-reader")]);
+        let labels = self.account_labels();
         let mut objects = Vec::new();
-        for (base, rules, account) in [
-            ("istiod-clusterrole", self.istiod_rules(), &own),
+        for (base, rules, account, labels) in [
+            ("istiod-clusterrole", self.istiod_rules(), &own, &labels),
             (
                 "istiod-gateway-controller",
                 gateway_controller_rules(),
                 &own,
+                &labels,
             ),
-            ("istio-reader-clusterrole", self.reader_rules(), &reader),
+            (
+                "istio-reader-clusterrole",
+                self.reader_rules(),
+                &reader,
+                &reader_labels,
+            ),
         ] {
             let name = self.names.cluster_scoped(base);
             objects.extend(cluster_role(
                 &self.stamp,
-                &name,
-                &name,
-                &labels,
+                (&name, labels),
+                (&name, labels),
                 rules,
                 account,
             )?);

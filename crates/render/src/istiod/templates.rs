@@ -29,11 +29,11 @@ pub(crate) struct TemplateParams {
 }
 
 /// The gateway templates of the revision's minor, by name: `waypoint` and `kube-gateway`,
-/// `agentgateway` from 1.30 and `agentgateway-waypoint` from 1.31 (used by istiod when
+/// `agentgateway` from 1.29 and `agentgateway-waypoint` from 1.31 (used by istiod when
 /// `PILOT_ENABLE_AGENTGATEWAY` turns the `istio-agentgateway` classes on).
 pub(crate) fn gateway_templates(params: &TemplateParams) -> BTreeMap<String, String> {
     let mut kinds = vec![Kind::Waypoint, Kind::Gateway];
-    if params.minor >= 30 {
+    if params.minor >= 29 {
         kinds.push(Kind::Agentgateway);
     }
     if params.minor >= 31 {
@@ -608,8 +608,8 @@ mod tests {
                 ..params(false)
             })
         };
-        assert!(!at(29).contains_key("agentgateway"));
-        let t = at(30);
+        assert!(!at(28).contains_key("agentgateway"));
+        let t = at(29);
         assert!(t["agentgateway"].contains("- name: agentgateway\n"));
         assert!(t["agentgateway"].contains("istio.io-agentgateway-controller"));
         assert!(t["agentgateway"].contains("ip_unprivileged_port_start"));

@@ -359,6 +359,11 @@ pub(crate) fn compatibility(version: &Version, wanted: &str) -> Result<Value, Re
     if !metadata.is_empty() {
         layer["meshConfig"] = json!({"defaultConfig": {"proxyMetadata": metadata}});
     }
+    // The node agent's 1.29 change, as the charts' compatibility profiles give it to istiod's
+    // chart (it reaches the injector's values; IstioCNI has no compatibilityVersion).
+    if minor < 29 && version.minor >= 29 {
+        layer["pilot"]["cni"] = json!({"ambient": {"reconcileIptablesOnStartup": false}});
+    }
     Ok(layer)
 }
 
@@ -385,6 +390,9 @@ fn demo_profile(component: Component) -> Value {
                 "autoscaleEnabled": false,
                 "traceSampling": 100,
                 "resources": {"requests": {"cpu": "10m", "memory": "100Mi"}},
+                // The chart's demo profile sizes the node agent too; in istiod's chart that
+                // lands in the injector's values.
+                "cni": {"resources": small},
             },
         }),
         Component::Cni => json!({"profile": "demo", "cni": {"resources": small}}),
@@ -438,32 +446,43 @@ fn ambient_profile(component: Component, version: &Version) -> Value {
     }
 }
 
+/// istiod's settings on OpenShift.
+fn openshift_istiod() -> Value {
+    json!({
+        "pilot": {
+            // Istio's OpenShift platform profile gives istiod's chart the node agent's
+            // multus settings too (they reach the injector's values).
+            "cni": {
+                "enabled": true,
+                "provider": "multus",
+                "chained": false,
+                "cniBinDir": "/var/lib/cni/bin",
+                "cniConfDir": "/etc/cni/multus/net.d",
+                "cniConfFileName": "istio-cni.conf",
+            },
+            "trustedZtunnelNamespace": "kube-system",
+        },
+    })
+}
+
 fn openshift_profile() -> Value {
     json!({"global": {"platform": "openshift"}})
 }
 
 /// The settings of a platform for a component (only OpenShift has any).
-pub(crate) fn platform(component: Component, name: &str) -> Value {
+pub(crate) fn platform(component: Component, name: &str, version: &Version) -> Value {
     if name != "openshift" {
         return json!({});
     }
     let spc = json!({"type": "spc_t"});
     match component {
-        Component::Istiod => json!({
-            "pilot": {
-                // Istio's OpenShift platform profile gives istiod's chart the node agent's
-                // multus settings too (they reach the injector's values).
-                "cni": {
-                    "enabled": true,
-                    "provider": "multus",
-                    "chained": false,
-                    "cniBinDir": "/var/lib/cni/bin",
-                    "cniConfDir": "/etc/cni/multus/net.d",
-                    "cniConfFileName": "istio-cni.conf",
-                },
-                "trustedZtunnelNamespace": "kube-system",
-            },
-        }),
+        Component::Istiod => {
+            let mut layer = openshift_istiod();
+            if at_least(version, 31) {
+                layer["pilot"]["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+            }
+            layer
+        }
         Component::Cni => json!({
             "cni": {
                 "cniBinDir": "/var/lib/cni/bin",

@@ -202,7 +202,7 @@ fn layered(
         if named(&tree).is_none() {
             set(&mut tree, &["global", "platform"], name.clone().into());
         }
-        merge(&mut tree, &layers::platform(component, &name));
+        merge(&mut tree, &layers::platform(component, &name, version));
     }
     // An older minor's behaviour, below the user's own values (as the charts' profiles).
     if component == Component::Istiod
