@@ -763,6 +763,21 @@ fn injector_config_carries_gateway_templates() {
         serde_saphyr::from_str(cm.pointer("/data/config").unwrap().as_str().unwrap()).unwrap();
     assert_eq!(config["policy"], "disabled");
 
+    // A template istiod could not parse is refused, naming it and where it breaks.
+    let bad = json!({"sidecarInjectorWebhook": {"templates": {"custom": "spec:\n{{ if .X }}\n  a: b\n"}}});
+    let err = render_revision(&revision(
+        "v1.28.3",
+        "default",
+        Platform::Kubernetes,
+        Some(bad),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("sidecarInjectorWebhook.templates.custom") && err.contains("line 2"),
+        "{err}"
+    );
+
     // A default template nobody defined is refused, naming the key and what exists.
     let bad = json!({"sidecarInjectorWebhook": {"defaultTemplates": ["sidecar", "spire"]}});
     let err = render_revision(&revision(

@@ -172,7 +172,10 @@ fn platform_and_profiles() {
     assert!(v["pilot"].get("terminationMessagePolicy").is_none());
     // From 1.31 OpenShift's platform keeps istiod's last log lines as its termination message.
     let v = istio("v1.31.4", None, Platform::OpenShift, "default", None).unwrap();
-    assert_eq!(v["pilot"]["terminationMessagePolicy"], "FallbackToLogsOnError");
+    assert_eq!(
+        v["pilot"]["terminationMessagePolicy"],
+        "FallbackToLogsOnError"
+    );
     assert!(v.get("profile").is_none());
     // A user profile replaces the platform's default profile, but the platform still applies.
     let v = istio(

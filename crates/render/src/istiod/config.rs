@@ -224,7 +224,13 @@ impl Revision<'_> {
                 .into_iter()
                 .map(|(name, text)| (name.to_owned(), text)),
         );
-        // The user's templates replace built-in ones of the same name.
+        // The user's templates replace built-in ones of the same name; one istiod could not
+        // parse would fail every pod that uses it, so it is refused here, by name.
+        for (name, text) in settings.templates.iter().flatten() {
+            injection::check_template(text).map_err(|problem| {
+                RenderError::value(format!("sidecarInjectorWebhook.templates.{name}"), problem)
+            })?;
+        }
         templates.extend(settings.templates.clone().unwrap_or_default());
         let default_templates = settings
             .default_templates

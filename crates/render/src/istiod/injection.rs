@@ -596,6 +596,51 @@ spec:
   - {name: grpc-io-proxyless-bootstrap, emptyDir: {}}
 "#;
 
+/// Checks the structure of a Go template as istiod will parse it: every `{{` is closed by
+/// `}}` before the next one, and every `if`, `range`, `with`, `define` and `block` has its
+/// `end` (the mistakes that make istiod refuse every pod of the template). Functions and
+/// fields are istiod's to check.
+pub(crate) fn check_template(text: &str) -> Result<(), String> {
+    let mut open: Vec<(&str, usize)> = Vec::new();
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        let line = text[..offset + start].matches('\n').count() + 1;
+        let after = &rest[start + 2..];
+        let Some(close) = after.find("}}") else {
+            return Err(format!("line {line}: {{{{ is never closed by }}}}"));
+        };
+        let action = &after[..close];
+        if action.contains("{{") {
+            return Err(format!("line {line}: {{{{ inside an action"));
+        }
+        let action = action.trim_start_matches('-').trim_end_matches('-').trim();
+        // Comments and string literals hold no keywords.
+        if !action.starts_with("/*") {
+            match action.split_whitespace().next().unwrap_or_default() {
+                keyword @ ("if" | "range" | "with" | "define" | "block") => {
+                    open.push((keyword, line));
+                }
+                "end" => {
+                    if open.pop().is_none() {
+                        return Err(format!("line {line}: {{{{ end }}}} closes nothing"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let consumed = start + 2 + close + 2;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    match open.last() {
+        Some((keyword, line)) => Err(format!(
+            "line {line}: {{{{ {keyword} }}}} has no {{{{ end }}}}"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Per-minor pieces: what a minor's istiod offers (`.NativeSidecars` and `omitNil` from
 /// 1.27, `otelResourceAttributes` from 1.30, `.ProxyInitImage` from 1.31) and what its
 /// templates do (capNetBindService and `--native-nftables` from 1.27, the CRL volume name
@@ -726,28 +771,12 @@ mod tests {
         })
     }
 
-    /// Every `{{` opens an action that `}}` closes before the next `{{`.
-    fn actions_are_closed(text: &str) -> bool {
-        let mut rest = text;
-        while let Some(open) = rest.find("{{") {
-            let after = &rest[open + 2..];
-            let Some(close) = after.find("}}") else {
-                return false;
-            };
-            if after[..close].contains("{{") {
-                return false;
-            }
-            rest = &after[close + 2..];
-        }
-        true
-    }
-
     #[test]
     fn every_marker_is_filled_and_revision_facts_are_written_in() {
         for minor in [26, 27, 28, 29, 30, 31] {
             for (name, text) in templates(minor) {
                 assert!(!text.contains('@'), "1.{minor} {name}: {text}");
-                assert!(actions_are_closed(&text), "1.{minor} {name}");
+                assert_eq!(check_template(&text), Ok(()), "1.{minor} {name}");
             }
             let all: std::collections::BTreeMap<_, _> = templates(minor).into_iter().collect();
             assert!(all["sidecar"].contains("istiod-canary.istio-system.svc:15012"));
@@ -756,6 +785,30 @@ mod tests {
             assert!(all["gateway"].contains("- router"));
             assert!(all["gateway"].contains("ip_unprivileged_port_start"));
         }
+    }
+
+    #[test]
+    fn broken_templates_are_told_apart() {
+        assert_eq!(
+            check_template("a {{ if .X }}b{{ end }} c {{/* x */}}"),
+            Ok(())
+        );
+        assert_eq!(
+            check_template("x\n{{ if .X }}\n{{ range .Y }}{{ end }}"),
+            Err("line 2: {{ if }} has no {{ end }}".into())
+        );
+        assert_eq!(
+            check_template("{{ .X }\n"),
+            Err("line 1: {{ is never closed by }}".into())
+        );
+        assert_eq!(
+            check_template("{{ end }}"),
+            Err("line 1: {{ end }} closes nothing".into())
+        );
+        assert_eq!(
+            check_template("{{- with .A -}}{{ else if .B }}{{- end -}}"),
+            Ok(())
+        );
     }
 
     #[test]
