@@ -25,11 +25,6 @@ fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test]
 async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
     let cluster = shared().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     // Logs go to a file: a pipe nobody reads while the process runs could fill and block it.
     let log_dir = tempfile::tempdir().unwrap();
     let log_path = log_dir.path().join("mizzen.log");
@@ -37,7 +32,7 @@ async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
         .args([
             "run",
             "--health-addr",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--metrics-addr",
             "127.0.0.1:0",
         ])
@@ -46,6 +41,10 @@ async fn waits_for_crds_reports_ready_and_stops_on_sigterm() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
+    // The port the kernel picked, from the start-up log line.
+    let port = common::until(30, "the start-up log line", || {
+        common::logged_port(&log_path, "health_addr")
+    });
 
     // No CRDs yet: alive, not ready, still running.
     until(30, "/healthz", || {

@@ -59,7 +59,7 @@ fn operator_as_deployed(cluster: &Cluster, dir: &std::path::Path, name: &str) ->
     let mut local: Vec<String> = Vec::new();
     for a in &args[1..] {
         if a.starts_with("--health-addr") || a.starts_with("--metrics-addr") {
-            continue; // Operator::start picks free local ports
+            continue; // Operator::start lets the kernel pick local ports
         }
         if a.starts_with("--versions-file") {
             local.push(format!("--versions-file={}", file.display()));

@@ -42,12 +42,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `mizzen run` process; killed when dropped.
+/// The port of the server named `field` (`health_addr`, `metrics_addr`) in the start-up log
+/// line of the `mizzen run` logging to `log`; `None` before it has logged it.
+pub fn logged_port(log: &Path, field: &str) -> Option<u16> {
+    let log = std::fs::read_to_string(log).ok()?;
+    let line = log.lines().find(|l| l.contains("mizzen starting"))?;
+    let after = &line[line.find(field)?..];
+    let address = &after[after.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+    let digits: String = address.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A `mizzen run` process; killed when dropped. Its health and metrics servers listen on
+/// ports the kernel picks (`127.0.0.1:0`), read back from its start-up log line: a port
+/// picked by the test and freed before the operator binds it can meanwhile become a client
+/// connection's local port (both come from the same range), and the operator would fail.
 pub struct Operator {
     pub child: Child,
     pub name: String,
-    pub health: u16,
-    pub metrics: u16,
     pub log: PathBuf,
 }
 
@@ -65,12 +77,11 @@ impl Operator {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let (health, metrics) = (free_port(), free_port());
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(mizzen_bin())
             .arg("run")
-            .arg(format!("--health-addr=127.0.0.1:{health}"))
-            .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
+            .arg("--health-addr=127.0.0.1:0")
+            .arg("--metrics-addr=127.0.0.1:0")
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
@@ -82,20 +93,22 @@ impl Operator {
         Self {
             child,
             name: name.into(),
-            health,
-            metrics,
             log,
         }
     }
 
+    fn port(&self, field: &str) -> Option<u16> {
+        logged_port(&self.log, field)
+    }
+
     /// The scraped metrics, or `None` while the endpoint does not answer.
     pub fn scrape(&self) -> Option<Metrics> {
-        http_get(self.metrics, "/metrics").map(|b| Metrics::parse(&b.1))
+        http_get(self.port("metrics_addr")?, "/metrics").map(|b| Metrics::parse(&b.1))
     }
 
     /// `/readyz`'s status code and body.
     pub fn readyz(&self) -> Option<(u16, String)> {
-        http_get(self.health, "/readyz")
+        http_get(self.port("health_addr")?, "/readyz")
     }
 
     /// Whether it holds the leader lease (from `mizzen_leader`).

@@ -621,10 +621,8 @@ pub(crate) fn check_template(text: &str) -> Result<(), String> {
                 keyword @ ("if" | "range" | "with" | "define" | "block") => {
                     open.push((keyword, line));
                 }
-                "end" => {
-                    if open.pop().is_none() {
-                        return Err(format!("line {line}: {{{{ end }}}} closes nothing"));
-                    }
+                "end" if open.pop().is_none() => {
+                    return Err(format!("line {line}: {{{{ end }}}} closes nothing"));
                 }
                 _ => {}
             }
