@@ -1,19 +1,23 @@
-//! The `waypoint` and `kube-gateway` templates of the injector ConfigMap.
+//! The gateway templates of the injector ConfigMap: `waypoint`, `kube-gateway`, and
+//! `agentgateway` (1.29+) and `agentgateway-waypoint` (1.31+).
 //!
 //! These are Go `text/template` documents that istiod evaluates when a Gateway API
-//! `Gateway` of class `istio-waypoint` (or `istio`) appears: istiod fills in the gateway's
-//! fields (`.Name`, `.Namespace`, `.UID`, `.DeploymentName`, `.ServiceAccount`, `.Ports`,
-//! `.ServiceType`, `.ClusterID`, `.Revision`, `.ProxyImage`, `.ProxyConfig`,
-//! `.ProxyUID`/`.ProxyGID`, `.InfrastructureLabels`/`.InfrastructureAnnotations`,
-//! `.GatewayNameLabel`) and applies the ServiceAccount, Deployment and Service it yields.
-//! They are written for mizzen (minimal, not the upstream files) and only use fields and
-//! functions istiod 1.26–1.28 provides. They are data for istiod: nothing in this crate
-//! can execute them, so tests only check that they are present and carry the revision's
-//! addresses; a cluster test with a real istiod is what exercises them.
+//! `Gateway` of one of its classes (`istio-waypoint`, `istio`, `istio-agentgateway`,
+//! `istio-agentgateway-waypoint`) appears: istiod fills in the gateway's fields (`.Name`,
+//! `.Namespace`, `.UID`, `.DeploymentName`, `.ServiceAccount`, `.Ports`, `.ServiceType`,
+//! `.ClusterID`, `.Revision`, `.ProxyImage`/`.AgentgatewayImage`, `.ProxyConfig`,
+//! `.MeshConfig`, `.Values`, `.ProxyUID`/`.ProxyGID`, `.InfrastructureLabels`/
+//! `.InfrastructureAnnotations`, `.GatewayNameLabel`, `.GatewayClass` from 1.28) and applies
+//! the ServiceAccount, Deployment and Service it yields, and the HorizontalPodAutoscaler and
+//! PodDisruptionBudget when the Gateway's options ConfigMap configures them. They are
+//! written for mizzen from the facts of upstream's (resources, scheduling, probes, ports,
+//! env, security settings), not copied, and use only what each minor's istiod provides.
+//! Nothing in this crate can execute them; `crates/mizzen/tests/istiod.rs` has a real istiod
+//! deploy each.
 //!
 //! Per-revision facts are written in when rendering: the CA address of this revision,
 //! the cluster domain, the grace period (2s before 1.28, 30s from 1.28) and, on OpenShift,
-//! no fixed user and group (the SCC assigns them).
+//! no fixed user and group for the Envoy gateways (the SCC assigns them).
 
 use std::collections::BTreeMap;
 
