@@ -773,21 +773,25 @@ fn injection(cluster: &Cluster, istiod: &Istiod, names: &Names, dir: &Path, vers
         })
     };
 
+    let inject_pod = |name: &str, annotations: Value, image: &str| {
+        inject(
+            cluster,
+            istiod,
+            names,
+            dir,
+            &ns,
+            &pod(name, annotations, image),
+        )
+    };
+
     // sidecar, with two per-pod annotations that change it.
-    let injected = inject(
-        cluster,
-        istiod,
-        names,
-        dir,
-        &ns,
-        &pod(
-            "web",
-            serde_json::json!({
-                "sidecar.istio.io/proxyCPU": "250m",
-                "traffic.sidecar.istio.io/excludeOutboundPorts": "5432",
-            }),
-            "registry.invalid/web:1",
-        ),
+    let injected = inject_pod(
+        "web",
+        serde_json::json!({
+            "sidecar.istio.io/proxyCPU": "250m",
+            "traffic.sidecar.istio.io/excludeOutboundPorts": "5432",
+        }),
+        "registry.invalid/web:1",
     );
     valid_on_the_api_server(cluster, &injected, "sidecar");
     let meta = &injected["metadata"];
@@ -857,17 +861,10 @@ fn injection(cluster: &Cluster, istiod: &Istiod, names: &Names, dir: &Path, vers
     }
 
     // gateway: a Deployment-style pod whose istio-proxy says `image: auto`.
-    let injected = inject(
-        cluster,
-        istiod,
-        names,
-        dir,
-        &ns,
-        &pod(
-            "ingress",
-            serde_json::json!({"inject.istio.io/templates": "gateway"}),
-            "auto",
-        ),
+    let injected = inject_pod(
+        "ingress",
+        serde_json::json!({"inject.istio.io/templates": "gateway"}),
+        "auto",
     );
     valid_on_the_api_server(cluster, &injected, "gateway");
     let proxy = container(&injected, "istio-proxy");
@@ -886,17 +883,10 @@ fn injection(cluster: &Cluster, istiod: &Istiod, names: &Names, dir: &Path, vers
     );
 
     // grpc-agent: the agent without Envoy; the application reads its bootstrap.
-    let injected = inject(
-        cluster,
-        istiod,
-        names,
-        dir,
-        &ns,
-        &pod(
-            "grpc",
-            serde_json::json!({"inject.istio.io/templates": "grpc-agent"}),
-            "registry.invalid/grpc:1",
-        ),
+    let injected = inject_pod(
+        "grpc",
+        serde_json::json!({"inject.istio.io/templates": "grpc-agent"}),
+        "registry.invalid/grpc:1",
     );
     valid_on_the_api_server(cluster, &injected, "grpc-agent");
     assert_eq!(
@@ -909,17 +899,10 @@ fn injection(cluster: &Cluster, istiod: &Istiod, names: &Names, dir: &Path, vers
     );
 
     // grpc-simple: a bootstrap file pointing at this revision's istiod.
-    let injected = inject(
-        cluster,
-        istiod,
-        names,
-        dir,
-        &ns,
-        &pod(
-            "simple",
-            serde_json::json!({"inject.istio.io/templates": "grpc-simple"}),
-            "registry.invalid/simple:1",
-        ),
+    let injected = inject_pod(
+        "simple",
+        serde_json::json!({"inject.istio.io/templates": "grpc-simple"}),
+        "registry.invalid/simple:1",
     );
     valid_on_the_api_server(cluster, &injected, "grpc-simple");
     let init = container(&injected, "grpc-bootstrap-init");

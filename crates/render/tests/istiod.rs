@@ -764,30 +764,27 @@ fn injector_config_carries_gateway_templates() {
     assert_eq!(config["policy"], "disabled");
 
     // A template istiod could not parse is refused, naming it and where it breaks.
-    let bad = json!({"sidecarInjectorWebhook": {"templates": {"custom": "spec:\n{{ if .X }}\n  a: b\n"}}});
-    let err = render_revision(&revision(
-        "v1.28.3",
-        "default",
-        Platform::Kubernetes,
-        Some(bad),
-    ))
-    .unwrap_err()
-    .to_string();
+    let refused = |values: Value| {
+        render_revision(&revision(
+            "v1.28.3",
+            "default",
+            Platform::Kubernetes,
+            Some(values),
+        ))
+        .unwrap_err()
+        .to_string()
+    };
+    let err = refused(
+        json!({"sidecarInjectorWebhook": {"templates": {"custom": "spec:\n{{ if .X }}\n  a: b\n"}}}),
+    );
     assert!(
         err.contains("sidecarInjectorWebhook.templates.custom") && err.contains("line 2"),
         "{err}"
     );
 
     // A default template nobody defined is refused, naming the key and what exists.
-    let bad = json!({"sidecarInjectorWebhook": {"defaultTemplates": ["sidecar", "spire"]}});
-    let err = render_revision(&revision(
-        "v1.28.3",
-        "default",
-        Platform::Kubernetes,
-        Some(bad),
-    ))
-    .unwrap_err()
-    .to_string();
+    let err =
+        refused(json!({"sidecarInjectorWebhook": {"defaultTemplates": ["sidecar", "spire"]}}));
     assert!(
         err.contains("sidecarInjectorWebhook.defaultTemplates")
             && err.contains("\"spire\"")

@@ -108,6 +108,20 @@ const OBJECT_ANNOTATIONS: &str = r#"  annotations:
 {{- end }}
 {{- end }}"#;
 
+/// The start of a gateway's Deployment, up to its pods' first label.
+const DEPLOYMENT_HEAD: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+@METADATA@
+spec:
+  selector:
+    matchLabels:
+      "{{ .GatewayNameLabel }}": "{{ .Name }}"
+  template:
+    metadata:
+      labels:
+        sidecar.istio.io/inject: "false""#;
+
 /// The metadata of the objects named after the Deployment.
 const METADATA: &str = r#"  name: "{{ .DeploymentName }}"
   namespace: "{{ .Namespace }}"
@@ -133,18 +147,7 @@ metadata:
 @OWNER@
 "#;
 
-const DEPLOYMENT: &str = r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-@METADATA@
-spec:
-  selector:
-    matchLabels:
-      "{{ .GatewayNameLabel }}": "{{ .Name }}"
-  template:
-    metadata:
-      labels:
-        sidecar.istio.io/inject: "false"
+const DEPLOYMENT: &str = r#"@DEPLOYMENT_HEAD@
         istio.io/dataplane-mode: none
         service.istio.io/canonical-name: "{{ .DeploymentName }}"
         "{{ .GatewayNameLabel }}": "{{ .Name }}"
@@ -299,18 +302,7 @@ const PULL_SECRETS: &str = r#"{{- with .Values.global.imagePullSecrets }}
 
 /// An agentgateway (no Envoy, no pilot-agent): it reads its configuration from istiod over
 /// xDS (`XDS_ADDRESS`) with a token of its own audience, and its certificates from the CA.
-const AGENTGATEWAY_DEPLOYMENT: &str = r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-@METADATA@
-spec:
-  selector:
-    matchLabels:
-      "{{ .GatewayNameLabel }}": "{{ .Name }}"
-  template:
-    metadata:
-      labels:
-        sidecar.istio.io/inject: "false"
+const AGENTGATEWAY_DEPLOYMENT: &str = r#"@DEPLOYMENT_HEAD@
 @DATAPLANE_NONE@
         service.istio.io/canonical-name: "{{ .DeploymentName }}"
         service.istio.io/canonical-revision: latest
@@ -522,6 +514,7 @@ fn render(params: &TemplateParams, kind: Kind) -> String {
     };
     [SERVICE_ACCOUNT, deployment, SERVICE, AUTOSCALING]
         .join("---\n")
+        .replace("@DEPLOYMENT_HEAD@", DEPLOYMENT_HEAD)
         .replace("@METADATA@", METADATA)
         .replace("@POD_LABELS@", &indent(OBJECT_LABELS, 4))
         .replace("@CA_VOLUME@", CA_VOLUME)
