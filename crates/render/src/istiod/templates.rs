@@ -108,6 +108,19 @@ const OBJECT_ANNOTATIONS: &str = r#"  annotations:
 {{- end }}
 {{- end }}"#;
 
+/// Start-up and readiness probes on the status port (15021).
+const PROBES: &str = r#"        startupProbe:
+          httpGet: {path: /healthz/ready, port: 15021}
+          initialDelaySeconds: 1
+          periodSeconds: 1
+          timeoutSeconds: 1
+          failureThreshold: 30
+        readinessProbe:
+          httpGet: {path: /healthz/ready, port: 15021}
+          periodSeconds: 15
+          timeoutSeconds: 1
+          failureThreshold: 4"#;
+
 /// The start of a gateway's Deployment, up to its pods' first label.
 const DEPLOYMENT_HEAD: &str = r#"apiVersion: apps/v1
 kind: Deployment
@@ -238,16 +251,7 @@ const DEPLOYMENT: &str = r#"@DEPLOYMENT_HEAD@
         - name: http-envoy-prom
           containerPort: 15090
           protocol: TCP
-        startupProbe:
-          httpGet: {path: /healthz/ready, port: 15021}
-          initialDelaySeconds: 1
-          periodSeconds: 1
-          timeoutSeconds: 1
-          failureThreshold: 30
-        readinessProbe:
-          httpGet: {path: /healthz/ready, port: 15021}
-          periodSeconds: 15
-          failureThreshold: 4
+@PROBES@
         securityContext:
           allowPrivilegeEscalation: false
           privileged: false
@@ -365,17 +369,7 @@ const AGENTGATEWAY_DEPLOYMENT: &str = r#"@DEPLOYMENT_HEAD@
 {{- end }}
         - {name: XDS_ADDRESS, value: {{ .ProxyConfig.DiscoveryAddress | quote }}}
         - {name: CA_ADDRESS, value: {{ .Values.global.caAddress | default "@CA_ADDR@" | quote }}}
-        startupProbe:
-          httpGet: {path: /healthz/ready, port: 15021}
-          initialDelaySeconds: 1
-          periodSeconds: 1
-          timeoutSeconds: 1
-          failureThreshold: 30
-        readinessProbe:
-          httpGet: {path: /healthz/ready, port: 15021}
-          periodSeconds: 15
-          timeoutSeconds: 1
-          failureThreshold: 4
+@PROBES@
         volumeMounts:
         - {name: istiod-ca-cert, mountPath: /var/run/secrets/xds}
         - {name: xds-token, mountPath: /var/run/secrets/xds-tokens}
@@ -515,6 +509,7 @@ fn render(params: &TemplateParams, kind: Kind) -> String {
     [SERVICE_ACCOUNT, deployment, SERVICE, AUTOSCALING]
         .join("---\n")
         .replace("@DEPLOYMENT_HEAD@", DEPLOYMENT_HEAD)
+        .replace("@PROBES@", PROBES)
         .replace("@METADATA@", METADATA)
         .replace("@POD_LABELS@", &indent(OBJECT_LABELS, 4))
         .replace("@CA_VOLUME@", CA_VOLUME)
