@@ -155,6 +155,42 @@ fn start_istiod(cluster: &Cluster, names: &Names, dir: &Path) -> Istiod {
     }
 }
 
+/// Starts istiod and waits (up to 120 s) for `/ready`. Its ports are picked free and released
+/// before istiod binds them, so another process can take one in between; istiod then exits,
+/// and it is started again on fresh ports (three attempts), as the test cluster does.
+fn start_ready(cluster: &Cluster, names: &Names, dir: &Path, strategy: &str) -> Istiod {
+    for attempt in 1..=3 {
+        let mut istiod = start_istiod(cluster, names, dir);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            if http_get(istiod.http, "/ready").is_some_and(|(code, _)| code == 200) {
+                eprintln!(
+                    "{strategy}: istiod ready in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                return istiod;
+            }
+            if let Ok(Some(status)) = istiod.child.try_wait() {
+                let log = istiod.log();
+                let clash = log.contains("address already in use");
+                assert!(
+                    clash && attempt < 3,
+                    "istiod exited ({status}) before it was ready:\n{log}"
+                );
+                eprintln!("{strategy}: a port istiod was given was taken meanwhile; again");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "istiod not ready in 120 s:\n{}",
+            istiod.log()
+        );
+    }
+    unreachable!("every attempt returns or fails")
+}
+
 /// The remote addresses of `pid`'s TCP sockets that are not listening (from `/proc`): every
 /// connection the process has open or is opening.
 fn remote_addresses(pid: u32) -> Vec<String> {
@@ -317,15 +353,7 @@ fn istiod_on(cluster: &Cluster, names: &Names, dir: &Path, strategy: &str) -> Is
         "{strategy}: created without caBundle, at Ignore"
     );
 
-    let istiod = start_istiod(cluster, names, dir);
-    let started = Instant::now();
-    until(120, "istiod ready", || {
-        http_get(istiod.http, "/ready").and_then(|(code, _)| (code == 200).then_some(()))
-    });
-    eprintln!(
-        "{strategy}: istiod ready in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    let istiod = start_ready(cluster, names, dir, strategy);
 
     // istiod patches the webhooks' caBundle; mizzen leaves it (it never sends one).
     until(60, "caBundle written by istiod", || {
