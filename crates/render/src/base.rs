@@ -11,7 +11,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use mizzen_catalog::Version;
 use serde_json::json;
 
-use crate::istiod::READER_ACCOUNT;
+use crate::istiod::{READER_ACCOUNT, reader_labels};
 use crate::labels::{Labels, NAME_LABEL, REV_LABEL, check_label_value, labels};
 use crate::names::RevisionNames;
 use crate::object::{Object, Stamp, cluster, namespaced, sorted};
@@ -55,11 +55,7 @@ pub fn render_base(
         )]),
     };
     let reader = ServiceAccount {
-        metadata: namespaced(
-            READER_ACCOUNT,
-            namespace,
-            labels([("app", "istio-reader"), (NAME_LABEL, "istio-reader")]),
-        ),
+        metadata: namespaced(READER_ACCOUNT, namespace, reader_labels()),
         ..ServiceAccount::default()
     };
     Ok(sorted(vec![

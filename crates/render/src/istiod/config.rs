@@ -212,15 +212,9 @@ impl Revision<'_> {
             },
             minor: self.version().minor,
         };
-        let istiod_address = self.names.istiod_address();
-        let pods = injection::PodTemplateParams {
-            istiod_address: &istiod_address,
-            cluster_domain: &params.cluster_domain,
-            minor: self.version().minor,
-        };
         let mut templates = templates::gateway_templates(&params);
         templates.extend(
-            injection::pod_templates(&pods)
+            injection::pod_templates(&params)
                 .into_iter()
                 .map(|(name, text)| (name.to_owned(), text)),
         );

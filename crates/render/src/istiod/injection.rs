@@ -17,17 +17,10 @@
 //! only the functions and fields a minor's istiod has are used (docs/fidelity.md lists the
 //! minor differences). A real istiod renders them in `crates/mizzen/tests/istiod.rs`.
 
-/// What the pod templates need to know about the revision.
-pub(crate) struct PodTemplateParams<'a> {
-    /// `istiod{R}.<ns>.svc:15012`: the CA and discovery address of this revision.
-    pub istiod_address: &'a str,
-    pub cluster_domain: &'a str,
-    /// The Istio minor (`1.<minor>`).
-    pub minor: u32,
-}
+use super::templates::TemplateParams;
 
 /// The pod templates, by name.
-pub(crate) fn pod_templates(params: &PodTemplateParams) -> Vec<(&'static str, String)> {
+pub(crate) fn pod_templates(params: &TemplateParams) -> Vec<(&'static str, String)> {
     vec![
         ("sidecar", fill(SIDECAR, params)),
         ("gateway", fill(GATEWAY, params)),
@@ -643,7 +636,7 @@ pub(crate) fn check_template(text: &str) -> Result<(), String> {
 /// 1.27, `otelResourceAttributes` from 1.30, `.ProxyInitImage` from 1.31) and what its
 /// templates do (capNetBindService and `--native-nftables` from 1.27, the CRL volume name
 /// from `pilot.crlConfigMapName` from 1.29, FIPS-only Go crypto from 1.31).
-fn fill(template: &str, params: &PodTemplateParams) -> String {
+fn fill(template: &str, params: &TemplateParams) -> String {
     let minor = params.minor;
     let from = |since: u32, text: &str| {
         if minor >= since {
@@ -667,7 +660,10 @@ fn fill(template: &str, params: &PodTemplateParams) -> String {
     } else {
         "istio-ca-crl"
     };
-    let (domain, istiod) = (params.cluster_domain, params.istiod_address);
+    let (domain, istiod) = (
+        params.cluster_domain.as_str(),
+        params.istiod_address.as_str(),
+    );
     let xds_plaintext = istiod.replace(":15012", ":15010");
     // Datadog's and OpenTelemetry's variables go to sidecars only.
     let extra_env = if template == SIDECAR {
@@ -762,9 +758,11 @@ mod tests {
     use super::*;
 
     fn templates(minor: u32) -> Vec<(&'static str, String)> {
-        pod_templates(&PodTemplateParams {
-            istiod_address: "istiod-canary.istio-system.svc:15012",
-            cluster_domain: "example.local",
+        pod_templates(&TemplateParams {
+            istiod_address: "istiod-canary.istio-system.svc:15012".into(),
+            cluster_domain: "example.local".into(),
+            openshift: false,
+            grace_seconds: 30,
             minor,
         })
     }

@@ -8,7 +8,7 @@ mod injection;
 mod rbac;
 mod templates;
 
-pub(crate) use rbac::READER_ACCOUNT;
+pub(crate) use rbac::{READER_ACCOUNT, reader_labels};
 
 use std::collections::BTreeMap;
 

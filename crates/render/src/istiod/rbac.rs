@@ -6,7 +6,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 
 use super::Revision;
 use crate::RenderError;
-use crate::labels::{NAME_LABEL, labels};
+use crate::labels::{Labels, NAME_LABEL, labels};
 use crate::object::Object;
 use crate::rbac::{Account, cluster_role, role, rule};
 use crate::values::at_least;
@@ -29,6 +29,11 @@ const ALL: [&str; 7] = [
 /// The ServiceAccount of multicluster remote secrets (rendered by `render_base`).
 pub(crate) const READER_ACCOUNT: &str = "istio-reader-service-account";
 
+/// Labels of the reader's ServiceAccount and RBAC.
+pub(crate) fn reader_labels() -> Labels {
+    labels([("app", "istio-reader"), (NAME_LABEL, "istio-reader")])
+}
+
 impl Revision<'_> {
     pub(super) fn rbac(&self) -> Result<Vec<Object>, RenderError> {
         let istiod = self.names.istiod();
@@ -41,7 +46,7 @@ impl Revision<'_> {
             name: READER_ACCOUNT,
             namespace: ns,
         };
-        let reader_labels = labels([("app", "istio-reader"), (NAME_LABEL, "istio-reader")]);
+        let reader_labels = reader_labels();
         let labels = self.account_labels();
         let mut objects = Vec::new();
         for (base, rules, account, labels) in [

@@ -21,7 +21,8 @@
 
 use std::collections::BTreeMap;
 
-/// What the templates need to know about the revision.
+/// What the injector's templates (these and the pod templates of `injection.rs`) need to
+/// know about the revision.
 pub(crate) struct TemplateParams {
     /// `istiod{R}.<ns>.svc:15012`.
     pub istiod_address: String,
