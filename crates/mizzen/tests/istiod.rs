@@ -544,12 +544,7 @@ spec:
             image.contains("/proxyv2:") && image.contains(version.trim_start_matches('v')),
             "{deployment}: {image}"
         );
-        let args: Vec<&str> = proxy["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let args = strings(&proxy["args"]);
         assert!(args.contains(&role), "{deployment}: {args:?}");
         // Resources: a waypoint's from global.waypoint.resources, a gateway's from
         // global.proxy.resources (upstream's defaults: the same amounts once the API server
@@ -590,18 +585,9 @@ spec:
             image.contains("/agentgateway:") && image.contains(version.trim_start_matches('v')),
             "{deployment}: {image}"
         );
-        let env = |name: &str| {
-            agw["env"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["name"] == name)
-                .and_then(|e| e["value"].as_str())
-                .map(str::to_owned)
-        };
-        assert_eq!(env("GATEWAY").as_deref(), Some(deployment));
+        assert_eq!(env_of(agw, "GATEWAY"), Some(deployment));
         assert!(
-            env("XDS_ADDRESS").unwrap().ends_with(":15012"),
+            env_of(agw, "XDS_ADDRESS").unwrap().ends_with(":15012"),
             "{deployment}"
         );
         if waypoint {
